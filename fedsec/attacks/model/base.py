@@ -1,0 +1,90 @@
+"""Model poisoning: the interface every update-rewriting method implements, and its registry.
+
+An update is a flat float vector ``Δ = w_client − w_global`` of length d. Attacks are
+vectorised torch on whatever device the update lives on.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from fedsec.attacks.params import AttackParams, resolve
+from fedsec.registry import Registry
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelAttackContext:
+    """What a malicious client knows when it rewrites its update.
+
+    Attributes
+    ----------
+    global_vector : Tensor (d,)
+        The flattened global model the round started from.
+    benign_updates : Tensor (m, d) or None
+        Benign updates the attackers can see: the colluding attackers' own benign
+        updates (normally including this client's), or statistics granted by collusion.
+        None: attacks that need statistics use the client's single own update.
+    num_clients_per_round : int
+        n, clients the server aggregates this round (attackers included).
+    num_malicious : int
+        Attackers among those n.
+    server_lr : float
+        η, the server learning rate applied to the aggregated update.
+    generator : torch.Generator
+        Source of every random draw, for reproducible runs.
+    """
+
+    global_vector: Tensor
+    benign_updates: Tensor | None = None
+    num_clients_per_round: int
+    num_malicious: int
+    server_lr: float = 1.0
+    generator: torch.Generator
+
+    def __post_init__(self) -> None:
+        d = self.global_vector.shape
+        if self.global_vector.dim() != 1:
+            raise ValueError(f"global_vector must be 1-D, got shape {tuple(d)}")
+        if self.benign_updates is not None and (self.benign_updates.dim() != 2 or self.benign_updates.shape[1:] != d):
+            raise ValueError(f"benign_updates must be (m, {d[0]}), got {tuple(self.benign_updates.shape)}")
+        if not 0 <= self.num_malicious <= self.num_clients_per_round:
+            raise ValueError(f"{self.num_malicious} attackers among {self.num_clients_per_round} clients")
+        if self.server_lr <= 0:
+            raise ValueError(f"server_lr must be positive, got {self.server_lr}")
+
+    def benign_reference(self, update: Tensor) -> Tensor:
+        """The benign updates the attack may use, ``(m, d)``: ``benign_updates``, else ``update`` alone."""
+        return update.unsqueeze(0) if self.benign_updates is None else self.benign_updates.to(update)
+
+
+class ModelAttackParams(AttackParams):
+    """Base of every model attack's parameters."""
+
+
+class ModelAttack(ABC):
+    """Turns a client's benign update into a malicious one."""
+
+    Params: ClassVar[type[ModelAttackParams]]
+
+    def __init__(self, params: ModelAttackParams) -> None:
+        self.params = params
+
+    @abstractmethod
+    def __call__(self, update: Tensor, ctx: ModelAttackContext) -> Tensor:
+        """The malicious update, ``(d,)`` like ``update`` (dtype and device); ``update`` is not modified."""
+
+
+MODEL_ATTACKS: Registry[type[ModelAttack]] = Registry("model attack")
+
+
+def build_model_attack(spec: Mapping[str, Any] | ModelAttackParams) -> ModelAttack:
+    """The model attack a scenario entry ``{"name": ..., **params}`` (or its validated Params) describes."""
+    cls, params = resolve(MODEL_ATTACKS, spec)
+    assert isinstance(params, ModelAttackParams)
+    return cls(params)

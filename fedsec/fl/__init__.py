@@ -1,0 +1,1 @@
+"""Flower glue: the ServerApp / ClientApp and the messages between them."""

@@ -1,0 +1,47 @@
+"""Process environment for Flower and Ray: loopback only, no dashboard, no telemetry."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+LOOPBACK = "127.0.0.1"
+
+ENVIRONMENT = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+class _DropDeprecationNotices(logging.Filter):
+    """Flower warns on every run that ``run_simulation`` is deprecated; the notice is not ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "DEPRECATED FEATURE" not in record.getMessage()
+
+
+def configure_environment(quiet: bool = True) -> None:
+    """Set the variables above (unless the user set them) and quiet Flower's INFO logs."""
+    for key, value in ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    if quiet:
+        flwr_logger = logging.getLogger("flwr")
+        flwr_logger.setLevel(logging.WARNING)
+        flwr_logger.addFilter(_DropDeprecationNotices())
+
+
+def ray_init_args(address: str | None) -> dict[str, object]:
+    """Arguments for ``ray.init``: a private loopback-only cluster, or an existing one."""
+    if address:
+        return {"address": address, "include_dashboard": False, "logging_level": logging.WARNING}
+    return {
+        "_node_ip_address": LOOPBACK,
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+        "log_to_driver": True,
+    }

@@ -1,0 +1,230 @@
+"""The server's round loop over a Flower Grid: sample, train, validate, aggregate, evaluate, record.
+
+The loop is the orchestrator (it reads the whole scenario); the aggregation step sees only
+validated updates and example counts, never who is malicious.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from fedsec.evaluation import Evaluator
+from fedsec.federated_data import FederatedData, federated_data
+from fedsec.fl.protocol import (
+    CONFIG_RECORD,
+    METRICS_RECORD,
+    MODEL_RECORD,
+    PARTITION_KEY,
+    ROUND_KEY,
+    SCENARIO_KEY,
+    UPDATE_RECORD,
+    payload_bytes,
+    vector_record,
+)
+from fedsec.fl.validation import RejectedReply, ValidReply, validate_reply
+from fedsec.models import build_model
+from fedsec.params import load_vector, model_vector
+from fedsec.plots import plot_label_histogram, plot_rounds
+from fedsec.progress import RoundReporter
+from fedsec.results import MODEL_FILE, PARTITIONS_FILE, SUMMARY_FILE, RunDirectory
+from fedsec.scenario import Scenario
+from fedsec.training import resolve_device
+
+
+class FederationError(RuntimeError):
+    """The federation cannot run as configured (e.g. nodes do not match the scenario)."""
+
+
+def sample_clients(seed: int, round_number: int, num_clients: int, per_round: int) -> list[int]:
+    """The partitions that train in a round: a seeded draw without replacement, sorted."""
+    rng = np.random.default_rng([seed, round_number])
+    return sorted(int(c) for c in rng.choice(num_clients, size=per_round, replace=False))
+
+
+def weighted_mean(updates: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """FedAvg's aggregate: the example-weighted mean of the rows of ``updates``."""
+    return (weights / weights.sum()) @ updates
+
+
+def _update_bytes(reply: Message) -> int:
+    if not reply.has_content() or UPDATE_RECORD not in reply.content.array_records:
+        return 0
+    return payload_bytes(reply.content.array_records[UPDATE_RECORD])
+
+
+class FederationServer:
+    """Runs one scenario's rounds over ``grid`` and writes the run directory."""
+
+    def __init__(self, scenario: Scenario, run_dir: RunDirectory, grid: Grid, show_progress: bool = True) -> None:
+        self.scenario = scenario
+        self.run_dir = run_dir
+        self.grid = grid
+        self.show_progress = show_progress
+        self.device = resolve_device(scenario.resources.device)
+        self.data: FederatedData = federated_data(scenario.data, scenario.seed)
+        dataset = self.data.dataset
+        torch.manual_seed(scenario.seed)
+        self.model = build_model(
+            scenario.model.name, dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std
+        ).to(self.device)
+        self.global_vector = model_vector(self.model)
+        self.evaluator = Evaluator(dataset, scenario.evaluation, scenario.data.test_samples, self.device)
+        self.scenario_json = scenario.model_dump_json()
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def write_partitions(self) -> None:
+        """Label histogram of every client, as JSON and PNG."""
+        histogram = self.data.histogram()
+        self.run_dir.write_json(PARTITIONS_FILE, {
+            "num_clients": len(histogram),
+            "sizes": histogram.sum(1).tolist(),
+            "label_counts": histogram.tolist(),
+        })
+        if self.scenario.output.plots:
+            plot_label_histogram(histogram, self.run_dir.file("partitions.png"))
+
+    def discover_nodes(self) -> dict[int, int]:
+        """Ask every connected node which partition it holds: partition id -> node id."""
+        node_ids = sorted(self.grid.get_node_ids())
+        queries = [
+            Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in node_ids
+        ]
+        mapping: dict[int, int] = {}
+        for reply in self.grid.send_and_receive(queries):
+            if reply.has_error():
+                raise FederationError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
+            partition = int(reply.content.metric_records[METRICS_RECORD][PARTITION_KEY])
+            mapping[partition] = reply.metadata.src_node_id
+        expected = set(range(self.scenario.data.num_clients))
+        if set(mapping) != expected:
+            raise FederationError(
+                f"data.num_clients is {len(expected)} but the {len(node_ids)} connected nodes hold "
+                f"partitions {sorted(mapping)[:10]}{'...' if len(mapping) > 10 else ''}"
+            )
+        return mapping
+
+    # -- one round ----------------------------------------------------------------------------
+
+    def train_round(self, round_number: int, partitions: list[int], nodes: dict[int, int]) -> tuple[list[Message], int]:
+        """Send the global model to the sampled clients; their replies and the bytes sent."""
+        model_record = vector_record(self.global_vector)
+        config = ConfigRecord({ROUND_KEY: round_number, SCENARIO_KEY: self.scenario_json})
+        messages = [
+            Message(
+                RecordDict({MODEL_RECORD: model_record, CONFIG_RECORD: config}),
+                dst_node_id=nodes[p], message_type=MessageType.TRAIN,
+            )
+            for p in partitions
+        ]
+        replies = list(self.grid.send_and_receive(messages, timeout=self.scenario.server.round_timeout_s))
+        return replies, payload_bytes(model_record) * len(messages)
+
+    def validate(self, replies: Iterable[Message], nodes: dict[int, int]) -> tuple[list[ValidReply], list[RejectedReply]]:
+        """Split replies into aggregatable updates and rejections, both sorted by partition."""
+        partition_of = {node: p for p, node in nodes.items()}
+        dimension = self.global_vector.numel()
+        valid, rejected = [], []
+        for reply in replies:
+            checked = validate_reply(
+                reply, partition_of[reply.metadata.src_node_id], dimension, self.scenario.server.max_update_norm
+            )
+            (valid if isinstance(checked, ValidReply) else rejected).append(checked)
+        return sorted(valid, key=lambda r: r.partition), sorted(rejected, key=lambda r: r.partition)
+
+    def aggregate(self, valid: list[ValidReply]) -> torch.Tensor:
+        """The aggregate update of the validated replies (example-weighted mean)."""
+        updates = torch.stack([r.update for r in valid]).to(self.device)
+        weights = torch.tensor([float(r.num_examples) for r in valid], device=self.device)
+        return weighted_mean(updates, weights)
+
+    def run_round(self, round_number: int, nodes: dict[int, int]) -> dict[str, Any]:
+        """One full round; returns its record (also appended to metrics.jsonl)."""
+        s = self.scenario
+        started = time.perf_counter()
+        partitions = sample_clients(s.seed, round_number, s.data.num_clients, s.clients_per_round)
+        replies, bytes_down = self.train_round(round_number, partitions, nodes)
+        train_s = time.perf_counter() - started
+        valid, rejected = self.validate(replies, nodes)
+        record: dict[str, Any] = {
+            "round": round_number,
+            "clients": len(partitions),
+            "replies": len(valid),
+            "rejected": len(rejected),
+            "missing": len(partitions) - len(replies),
+            "train_s": train_s,
+            "client_train_s": float(np.mean([r.metrics["train_s"] for r in valid])) if valid else None,
+            "bytes_down": bytes_down,
+            "bytes_up": sum(_update_bytes(m) for m in replies),
+        }
+        if len(valid) < s.sampling.min_clients:
+            record["skipped"] = f"{len(valid)} valid replies, fewer than sampling.min_clients={s.sampling.min_clients}"
+        else:
+            t = time.perf_counter()
+            self.global_vector = self.global_vector + s.server.lr * self.aggregate(valid)
+            record["aggregate_s"] = time.perf_counter() - t
+        if round_number % s.evaluation.every == 0 or round_number == s.rounds:
+            t = time.perf_counter()
+            load_vector(self.model, self.global_vector)
+            record.update(self.evaluator(self.model))
+            record["eval_s"] = time.perf_counter() - t
+        record["round_s"] = time.perf_counter() - started
+        self.run_dir.append_round(record)
+        self.run_dir.append_clients(
+            [{"round": round_number, "client": r.partition, "accepted": True, "num_examples": r.num_examples,
+              "train_loss": r.metrics.get("train_loss"), "train_s": r.metrics.get("train_s")} for r in valid]
+            + [{"round": round_number, "client": r.partition, "accepted": False, "reason": r.reason} for r in rejected]
+        )
+        return record
+
+    # -- whole run ----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """All rounds, then the summary, the final model and the plots. Returns the summary."""
+        started = time.perf_counter()
+        self.write_partitions()
+        nodes = self.discover_nodes()
+        records = []
+        with RoundReporter(self.scenario.rounds, self.scenario.name, enabled=self.show_progress) as reporter:
+            for round_number in range(1, self.scenario.rounds + 1):
+                record = self.run_round(round_number, nodes)
+                records.append(record)
+                reporter.round_done(record)
+        return self.finish(records, time.perf_counter() - started)
+
+    def finish(self, records: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+        """Write summary.json, model.pt and the accuracy plot."""
+        evaluated = [r for r in records if "ma" in r]
+        last = evaluated[-1] if evaluated else {}
+        summary = {
+            "name": self.scenario.name,
+            "rounds": len(records),
+            "ma": last.get("ma"),
+            "loss": last.get("loss"),
+            "best_ma": max((r["ma"] for r in evaluated), default=None),
+            "skipped_rounds": sum(1 for r in records if "skipped" in r),
+            "rejected": sum(r["rejected"] for r in records),
+            "missing": sum(r["missing"] for r in records),
+            "bytes_down": sum(r["bytes_down"] for r in records),
+            "bytes_up": sum(r["bytes_up"] for r in records),
+            "train_s": sum(r["train_s"] for r in records),
+            "eval_s": sum(r.get("eval_s", 0.0) for r in records),
+            "wall_s": wall_s,
+        }
+        self.run_dir.write_json(SUMMARY_FILE, summary)
+        if self.scenario.output.save_model:
+            load_vector(self.model, self.global_vector)
+            state = {k: v.cpu() for k, v in self.model.state_dict().items()}
+            torch.save({"model": self.scenario.model.name, "dataset": self.scenario.data.dataset,
+                        "state_dict": state}, self.run_dir.file(MODEL_FILE))
+        if self.scenario.output.plots:
+            plot_rounds(records, {"ma": "main accuracy (MA)"}, self.run_dir.file("accuracy.png"),
+                        self.scenario.name)
+        return summary

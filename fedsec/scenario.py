@@ -1,0 +1,322 @@
+"""The scenario file: pydantic models, loading, ``--set`` overrides, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used; ``lines`` holds one message per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class Section(BaseModel):
+    """Base of every scenario section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+
+class IidPartitioner(Section):
+    """Every client draws the same label distribution."""
+
+    name: Literal["iid"] = "iid"
+
+
+class DirichletPartitioner(Section):
+    """Per-class client shares drawn from Dirichlet(alpha); smaller alpha is more skewed."""
+
+    name: Literal["dirichlet"] = "dirichlet"
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (> 0).")
+    min_partition_size: int = Field(
+        10, ge=0, description="Redraw until every client has at least this many examples."
+    )
+    self_balancing: bool = Field(
+        False, description="Stop giving a class to clients that already hold more than the average."
+    )
+
+
+class PathologicalPartitioner(Section):
+    """Each client holds examples of only ``classes_per_client`` classes."""
+
+    name: Literal["pathological"] = "pathological"
+    classes_per_client: int = Field(2, ge=1, description="Distinct labels per client.")
+    class_assignment_mode: Literal["random", "deterministic", "first-deterministic"] = Field(
+        "first-deterministic", description="How classes are assigned (flwr-datasets' modes)."
+    )
+
+
+class ShardPartitioner(Section):
+    """McMahan et al.'s shards: sort by label, cut into shards, deal shards to clients."""
+
+    name: Literal["shard"] = "shard"
+    shards_per_client: int = Field(2, ge=1, description="Shards dealt to each client.")
+    shard_size: int | None = Field(
+        None, ge=1, description="Examples per shard; default: as large as the data allows."
+    )
+
+
+class SizeSkewedPartitioner(Section):
+    """IID labels, client sizes growing linearly, quadratically or exponentially with the id."""
+
+    name: Literal["size-skewed"] = "size-skewed"
+    growth: Literal["linear", "square", "exponential"] = Field(
+        "linear", description="How the partition size grows with the client id."
+    )
+
+
+Partitioner = Annotated[
+    IidPartitioner
+    | DirichletPartitioner
+    | PathologicalPartitioner
+    | ShardPartitioner
+    | SizeSkewedPartitioner,
+    Field(discriminator="name"),
+]
+
+DatasetName = Literal["fashion-mnist", "mnist", "cifar10", "digits", "synthetic"]
+ModelName = Literal["cnn", "lenet5", "resnet18", "mlp"]
+
+
+class DataConfig(Section):
+    """Which dataset, how many clients, how it is split among them."""
+
+    dataset: DatasetName = Field("fashion-mnist", description="Dataset name.")
+    root: str | None = Field(
+        None,
+        description="Directory for torchvision datasets (mnist, cifar10); "
+        "default $FEDSEC_DATA or ~/.cache/fedsec/data.",
+    )
+    num_clients: int = Field(20, ge=1, description="Clients in the federation (partitions).")
+    partitioner: Partitioner = Field(default_factory=DirichletPartitioner)
+    test_samples: int | None = Field(
+        None, ge=1, description="Evaluate on the first N test examples only; default: all."
+    )
+
+
+class ModelConfig(Section):
+    """The network every client trains."""
+
+    name: ModelName = Field("cnn", description="Model architecture.")
+
+
+class ClientConfig(Section):
+    """Local training of an honest client."""
+
+    local_epochs: int = Field(1, ge=1, description="Passes over the local data per round.")
+    batch_size: int = Field(32, ge=1, description="Examples per SGD step.")
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="Local optimizer.")
+    lr: float = Field(0.05, gt=0, description="Local learning rate.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by adam).")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty.")
+
+
+class SamplingConfig(Section):
+    """Which clients train in a round: a fixed count, or a fraction of all clients."""
+
+    clients_per_round: int | None = Field(
+        None, ge=1, description="Clients sampled per round (default: all, or `fraction`)."
+    )
+    fraction: float | None = Field(
+        None, gt=0, le=1, description="Fraction of clients sampled per round."
+    )
+    min_clients: int = Field(
+        1, ge=1, description="A round with fewer valid replies than this is skipped."
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SamplingConfig:
+        if self.clients_per_round is not None and self.fraction is not None:
+            raise ValueError("give clients_per_round or fraction, not both")
+        return self
+
+
+class ResourcesConfig(Section):
+    """What each simulated client may use, and where tensors live."""
+
+    client_cpus: float = Field(1.0, gt=0, description="CPU cores reserved per client actor.")
+    client_gpus: float = Field(
+        0.0, ge=0, le=1, description="GPU fraction per client actor (0 = CPU only)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto = cuda when available, else cpu."
+    )
+    ray_address: str | None = Field(
+        None, description="Attach to this existing Ray cluster instead of starting one."
+    )
+
+
+class EvaluationConfig(Section):
+    """Central evaluation of the global model by the evaluator."""
+
+    every: int = Field(1, ge=1, description="Evaluate every N rounds (the last round always).")
+    batch_size: int = Field(1000, ge=1, description="Examples per evaluation batch.")
+
+
+class ServerConfig(Section):
+    """The aggregation server's own settings."""
+
+    lr: float = Field(1.0, gt=0, description="Server learning rate: w += lr * aggregate update.")
+    round_timeout_s: float | None = Field(
+        None, gt=0, description="Seconds to wait for replies in a round (default: wait for all)."
+    )
+    max_update_norm: float | None = Field(
+        None, gt=0, description="Replies whose update L2 norm exceeds this are rejected as absurd."
+    )
+
+
+class OutputConfig(Section):
+    """Where the run directory goes and what it keeps."""
+
+    dir: str = Field("runs", description="Parent directory of run directories.")
+    save_model: bool = Field(True, description="Write the final global model (model.pt).")
+    plots: bool = Field(True, description="Write PNG plots (accuracy, label histogram).")
+
+
+class Scenario(Section):
+    """A whole experiment: data, model, training, sampling, resources, outputs."""
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9._-]+$", description="Run name.")
+    seed: int = Field(0, ge=0, description="Seed of every random choice in the run.")
+    rounds: int = Field(10, ge=1, description="Federated rounds.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    client: ClientConfig = Field(default_factory=ClientConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Scenario:
+        n = self.data.num_clients
+        if self.sampling.clients_per_round is not None and self.sampling.clients_per_round > n:
+            raise ValueError(
+                f"sampling.clients_per_round: {self.sampling.clients_per_round} is more than "
+                f"data.num_clients ({n})"
+            )
+        if self.sampling.min_clients > self.clients_per_round:
+            raise ValueError(
+                f"sampling.min_clients: {self.sampling.min_clients} is more than the "
+                f"{self.clients_per_round} clients sampled per round"
+            )
+        if self.model.name == "resnet18" and self.data.dataset != "cifar10":
+            raise ValueError("model.name: resnet18 expects 32x32 colour images (data.dataset: cifar10)")
+        return self
+
+    @property
+    def clients_per_round(self) -> int:
+        """Clients sampled per round, resolved from count or fraction."""
+        s = self.sampling
+        if s.clients_per_round is not None:
+            return s.clients_per_round
+        if s.fraction is not None:
+            return max(1, round(s.fraction * self.data.num_clients))
+        return self.data.num_clients
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in _DISCRIMINATOR_TAGS]
+    return ".".join(parts) if parts else "(top level)"
+
+
+_DISCRIMINATOR_TAGS = {"iid", "dirichlet", "pathological", "shard", "size-skewed"}
+
+
+def _format_error(error: dict[str, Any]) -> str:
+    loc = _format_location(error["loc"])
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    if kind == "value_error":
+        message = str(error["ctx"]["error"])
+        # Checks on the whole scenario name the field path in their own message.
+        return message if not error["loc"] else f"{loc}: {message}"
+    if kind in ("literal_error", "union_tag_invalid"):
+        expected = error.get("ctx", {}).get("expected") or error.get("ctx", {}).get("expected_tags")
+        return f"{loc}: {value!r} is not one of {expected}"
+    return f"{loc}: {error['msg'].lower()} (got {value!r})"
+
+
+def validation_lines(exc: ValidationError) -> list[str]:
+    """One human line per pydantic error, each naming the field path."""
+    return [_format_error(e) for e in exc.errors(include_url=False)]
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``key.path=value``; the value is read as a YAML scalar (so 0.1, true, null work)."""
+    if "=" not in text:
+        raise ScenarioError([f"--set {text}: expected key.path=value"])
+    key, raw = text.split("=", 1)
+    path = key.strip().split(".")
+    if not all(path):
+        raise ScenarioError([f"--set {text}: empty key in path {key!r}"])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of the raw mapping with each ``key.path=value`` set."""
+    result = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The file's top-level mapping; ScenarioError with file:line:col on syntax errors."""
+    if not path.is_file():
+        raise ScenarioError([f"{path}: no such file"])
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ScenarioError([f"{where}: YAML syntax error: {exc.problem}"]) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ScenarioError([f"{path}: cannot read YAML: {exc}"]) from None
+    if raw is None:
+        raise ScenarioError([f"{path}: the file is empty"])
+    if not isinstance(raw, dict):
+        raise ScenarioError([f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}"])
+    return raw
+
+
+def parse_scenario(raw: dict[str, Any]) -> Scenario:
+    """Validate a raw mapping; ScenarioError with one line per problem."""
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(validation_lines(exc)) from None
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read, override and validate a scenario file."""
+    raw = read_yaml(Path(path))
+    return parse_scenario(apply_overrides(raw, overrides or []))
+
+
+def to_yaml(scenario: Scenario) -> str:
+    """The fully resolved scenario (every default written out) as YAML."""
+    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)

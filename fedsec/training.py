@@ -1,0 +1,96 @@
+"""Local training and evaluation loops on in-memory uint8 tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fedsec.scenario import ClientConfig
+
+
+def resolve_device(preference: str) -> torch.device:
+    """``auto`` picks cuda when this process sees a GPU, else cpu."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preference)
+
+
+def to_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 images (on any device) -> float32 in 0..1 on ``device``."""
+    return x.to(device, non_blocking=True).float().div_(255.0)
+
+
+def make_optimizer(model: nn.Module, cfg: ClientConfig) -> torch.optim.Optimizer:
+    """The optimizer the client configuration names."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a local training pass reports: mean loss over its steps and examples seen."""
+
+    loss: float
+    num_examples: int
+    steps: int
+
+
+def train_local(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: ClientConfig,
+    generator: torch.Generator,
+    device: torch.device,
+) -> TrainResult:
+    """Train ``model`` in place for ``cfg.local_epochs`` epochs of shuffled mini-batches.
+
+    ``x`` are uint8 images (N, C, H, W), ``y`` int64 labels; batches are converted on
+    ``device``. The batch order comes from ``generator`` only, so a run is reproducible.
+    """
+    model.train()
+    optimizer = make_optimizer(model, cfg)
+    x, y = x.to(device), y.to(device)
+    total, steps = torch.zeros((), device=device), 0
+    for _ in range(cfg.local_epochs):
+        order = torch.randperm(len(y), generator=generator).to(device)
+        for batch in order.split(cfg.batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(to_input(x[batch], device)), y[batch])
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+            steps += 1
+    return TrainResult(loss=(total / max(steps, 1)).item(), num_examples=len(y), steps=steps)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Logits of ``model`` on uint8 images ``x``, computed in batches, returned on ``device``."""
+    model.eval()
+    return torch.cat([model(to_input(b, device)) for b in x.split(batch_size)])
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Top-1 accuracy (0..1) and mean cross-entropy on a labelled set."""
+
+    accuracy: float
+    loss: float
+
+
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device
+) -> EvalResult:
+    """Accuracy and loss of ``model`` on (x, y)."""
+    logits = predict(model, x, batch_size, device)
+    y = y.to(device)
+    return EvalResult(
+        accuracy=(logits.argmax(1) == y).float().mean().item(),
+        loss=nn.functional.cross_entropy(logits, y).item(),
+    )
