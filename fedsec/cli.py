@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from fedsec.scenario import ScenarioError, load_scenario, to_yaml
+from fedsec.scenario import Scenario, ScenarioError, load_scenario, to_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fedsec: a federated-learning security testbed on Flower.")
@@ -21,6 +22,13 @@ def _fail(lines: list[str], prefix: str = "") -> typer.Exit:
     for line in lines:
         err.print(f"{prefix}{line}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _load_or_exit(file: Path, overrides: list[str] | None) -> Scenario:
+    try:
+        return load_scenario(file, overrides or [])
+    except ScenarioError as exc:
+        raise _fail(exc.lines, prefix="" if exc.lines[0].startswith(str(file)) else f"{file}: ") from None
 
 
 @app.command()
@@ -42,16 +50,32 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Scenario files to
 
 
 @app.command()
+def resolve(
+    file: Annotated[Path, typer.Argument(help="Scenario file (YAML).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: key.path=value (repeatable).")] = None,
+    key: Annotated[str | None, typer.Option(help="Print only this key.path's value.")] = None,
+) -> None:
+    """Print the scenario with every default filled in and overrides applied."""
+    scenario = _load_or_exit(file, set_)
+    if key is None:
+        typer.echo(to_yaml(scenario), nl=False)
+        return
+    value = scenario.model_dump(mode="json")
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise _fail([f"--key {key}: no such key"])
+        value = value[part]
+    typer.echo(value if not isinstance(value, (dict, list)) else json.dumps(value))
+
+
+@app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="Scenario file (YAML).")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: key.path=value (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
     """Run one scenario as a Flower simulation and write its run directory."""
-    try:
-        scenario = load_scenario(file, set_ or [])
-    except ScenarioError as exc:
-        raise _fail(exc.lines, prefix="" if exc.lines[0].startswith(str(file)) else f"{file}: ") from None
+    scenario = _load_or_exit(file, set_)
 
     from fedsec.fl.simulation import simulate
     from fedsec.results import SCENARIO_FILE, RunDirectory, write_atomic

@@ -99,6 +99,14 @@ class DataConfig(Section):
         None, ge=1, description="Evaluate on the first N test examples only; default: all."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_partitioner_name(cls, raw: Any) -> Any:
+        """A partitioner given without ``name`` is the default one (dirichlet)."""
+        if isinstance(raw, dict) and isinstance(raw.get("partitioner"), dict):
+            raw = {**raw, "partitioner": {"name": "dirichlet", **raw["partitioner"]}}
+        return raw
+
 
 class ModelConfig(Section):
     """The network every client trains."""
@@ -242,10 +250,17 @@ def _format_error(error: dict[str, Any]) -> str:
         message = str(error["ctx"]["error"])
         # Checks on the whole scenario name the field path in their own message.
         return message if not error["loc"] else f"{loc}: {message}"
-    if kind in ("literal_error", "union_tag_invalid"):
-        expected = error.get("ctx", {}).get("expected") or error.get("ctx", {}).get("expected_tags")
-        return f"{loc}: {value!r} is not one of {expected}"
-    return f"{loc}: {error['msg'].lower()} (got {value!r})"
+    ctx = error.get("ctx", {})
+    if kind == "literal_error":
+        return f"{loc}: {value!r} is not one of {ctx.get('expected')}"
+    if kind == "union_tag_invalid":
+        return f"{loc}.name: {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"{loc}.name: required key is missing"
+    if kind in ("model_type", "dict_type"):
+        return f"{loc}: expected a mapping of keys, got {value!r}"
+    message = error["msg"]
+    return f"{loc}: {message[:1].lower()}{message[1:]} (got {value!r})"
 
 
 def validation_lines(exc: ValidationError) -> list[str]:

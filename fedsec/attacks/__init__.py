@@ -7,7 +7,7 @@ triggers to measure the attack success rate.
 
 from fedsec.attacks.data import DATA_ATTACKS, DataAttack, DataAttackParams, PoisonedBatch, build_data_attack
 from fedsec.attacks.model import MODEL_ATTACKS, ModelAttack, ModelAttackContext, ModelAttackParams, build_model_attack
-from fedsec.attacks.params import AttackParams, params_union, parse_params
+from fedsec.attacks.spec import AttackParams, params_union, parse_params
 from fedsec.attacks.schedule import AttackSchedule, malicious_clients
 
 __all__ = [

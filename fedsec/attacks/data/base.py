@@ -16,7 +16,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from fedsec.attacks.params import AttackParams, resolve
+from fedsec.attacks.spec import AttackParams, resolve
 from fedsec.registry import Registry
 
 TargetMode = Literal["all-to-one", "all-to-all"]

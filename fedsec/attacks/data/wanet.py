@@ -20,7 +20,7 @@ class WaNet(DataAttack):
     absolute value 1, upsampled bicubically to the image, scaled by ``strength`` / image
     size (in grid_sample's [−1, 1] coordinates) and added to the identity grid. In noise
     mode, some clean rows are warped by that field plus per-pixel random jitter of up to
-    one pixel and keep their labels, so that the model learns only the exact warp.
+    about half a pixel and keep their labels, so that the model learns only the exact warp.
     """
 
     class Params(DataAttackParams):

@@ -28,7 +28,8 @@ class AgrAgnosticParams(ModelAttackParams):
 
     perturbation: Perturbation = Field(
         "std",
-        description="Direction p: unit-vector −μ/‖μ‖, std −σ (coordinate-wise benign std), or sign −sign(μ).",
+        description="Direction p: unit-vector −μ/‖μ‖, std −σ (coordinate-wise benign std), "
+        "or sign −sign(μ).",
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from fedsec.attacks.params import AttackParams, resolve
+from fedsec.attacks.spec import AttackParams, resolve
 from fedsec.registry import Registry
 
 

@@ -17,7 +17,9 @@ class Gaussian(ModelAttack):
 
     class Params(ModelAttackParams):
         name: Literal["gaussian"] = "gaussian"
-        sigma: float = Field(1.0, ge=0.0, description="σ, standard deviation of the noise per coordinate (update units).")
+        sigma: float = Field(
+            1.0, ge=0.0, description="σ, standard deviation of the noise per coordinate (update units)."
+        )
         mode: Literal["add", "replace"] = Field("add", description="Add the noise to the update, or send noise alone.")
 
     params: Params

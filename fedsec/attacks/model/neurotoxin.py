@@ -17,9 +17,9 @@ class Neurotoxin(ModelAttack):
 
     The training loop builds the mask once per round with :meth:`gradient_mask` (from the
     benign update it expects, e.g. the mean of the attacker's benign updates or the last
-    global update) and multiplies every gradient by it; the attack itself then
-    :meth:`project`\\ s the final update on the mask built from the mean of
-    ``ctx.benign_updates`` (the client's own update when there are none).
+    global update) and multiplies every gradient by it; the attack itself then projects
+    the final update on the mask built from the mean of ``ctx.benign_updates`` (the
+    client's own update when there are none), see :meth:`project`.
     """
 
     class Params(ModelAttackParams):

@@ -1,0 +1,301 @@
+"""The contract every server-side defense follows (DESIGN §5).
+
+A stage sees an :class:`UpdateBatch` (one round's update matrix, example counts, the
+global model and what earlier stages decided) and returns a new batch. Its inputs are
+updates, weights and its own state, nothing else: client roles and the scenario's
+client identities stay with the orchestrator and the evaluator (DESIGN §2).
+
+Randomness: stages that draw random numbers take them from ``UpdateBatch.generator``,
+a ``torch.Generator`` the orchestrator seeds for every round (e.g. from the scenario
+seed and the round number). Draws happen on the generator's device and are moved to
+the batch's device, so the same seed gives the same noise on CPU and GPU, and a resumed
+run needs no saved RNG state.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor
+
+from fedsec.defenses._math import weighted_mean
+from fedsec.registry import Registry
+
+
+class Kind(Enum):
+    """What a stage changes in the batch; fixes where it may sit in a pipeline."""
+
+    PRE = "pre-processing"  # rewrites rows of ``updates`` (norm clipping)
+    SCREEN = "screening"  # turns entries of ``accepted`` off, records scores
+    AGGREGATE = "aggregator"  # sets ``aggregate``
+    POST = "post-processing"  # rewrites ``aggregate`` (noise)
+
+
+@dataclass(frozen=True)
+class UpdateBatch:
+    """One round's client updates and everything the defense pipeline decided so far.
+
+    Stages return new batches (``dataclasses.replace``) and never modify tensors in place.
+
+    Attributes
+    ----------
+    updates : Tensor
+        (n, d) float, one flattened update ``w_client - w_global`` per row.
+    weights : Tensor
+        (n,) float, the example count each client reported.
+    global_vector : Tensor
+        (d,) the flattened global model the updates are relative to.
+    accepted : Tensor
+        (n,) bool, rows still in the game; stages may only turn entries off.
+    aggregate : Tensor or None
+        (d,) the aggregated update, once an aggregator (or the pipeline's default) set it.
+    scores : Mapping[str, Tensor]
+        Per-stage (n,) scores by stage name; NaN for rows the stage did not see.
+    info : Mapping[str, float]
+        Scalars stages report, keyed ``"<stage>.<what>"``.
+    server_update : Tensor or None
+        (d,) update the server computed on its own root data (FLTrust), else None.
+    generator : torch.Generator or None
+        Source of every random draw of this round (see the module docstring).
+    senders : Tensor or None
+        (n,) int64 opaque handles, stable across rounds, of the connections the rows came
+        from (e.g. a per-run random relabelling of transport node ids; never the scenario's
+        client index or role). Only history-based defenses use them; None means row i comes
+        from the same sender in every round.
+    """
+
+    updates: Tensor
+    weights: Tensor
+    global_vector: Tensor
+    accepted: Tensor
+    aggregate: Tensor | None = None
+    scores: Mapping[str, Tensor] = field(default_factory=dict)
+    info: Mapping[str, float] = field(default_factory=dict)
+    server_update: Tensor | None = None
+    generator: torch.Generator | None = None
+    senders: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.updates.ndim != 2 or not self.updates.is_floating_point():
+            raise ValueError(
+                "updates must be a 2-D float tensor, "
+                f"got {self.updates.dtype} of shape {tuple(self.updates.shape)}"
+            )
+        n, d = self.updates.shape
+        expected = {
+            "weights": (self.weights, (n,)),
+            "global_vector": (self.global_vector, (d,)),
+            "accepted": (self.accepted, (n,)),
+            "aggregate": (self.aggregate, (d,)),
+            "server_update": (self.server_update, (d,)),
+            "senders": (self.senders, (n,)),
+        }
+        for what, (value, shape) in expected.items():
+            if value is not None and tuple(value.shape) != shape:
+                raise ValueError(f"{what} must have shape {shape}, got {tuple(value.shape)}")
+        if self.accepted.dtype != torch.bool:
+            raise ValueError(f"accepted must be bool, got {self.accepted.dtype}")
+
+    @classmethod
+    def of(
+        cls,
+        updates: Tensor,
+        weights: Tensor | None = None,
+        global_vector: Tensor | None = None,
+        *,
+        server_update: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        senders: Tensor | None = None,
+    ) -> UpdateBatch:
+        """A fresh batch with every row accepted; weights default to 1, the global model to 0."""
+        n, d = updates.shape
+        return cls(
+            updates=updates,
+            weights=torch.ones(n, device=updates.device) if weights is None else weights,
+            global_vector=updates.new_zeros(d) if global_vector is None else global_vector,
+            accepted=torch.ones(n, dtype=torch.bool, device=updates.device),
+            server_update=server_update,
+            generator=generator,
+            senders=senders,
+        )
+
+    @property
+    def n(self) -> int:
+        """Number of rows (clients whose reply passed validation)."""
+        return self.updates.shape[0]
+
+    @property
+    def d(self) -> int:
+        """Length of a flattened update."""
+        return self.updates.shape[1]
+
+    def sender_keys(self) -> Tensor:
+        """``senders``, or the row positions when none were given."""
+        if self.senders is not None:
+            return self.senders
+        return torch.arange(self.n, device=self.updates.device)
+
+    def accepted_indices(self) -> Tensor:
+        """Positions of the accepted rows, (k,) int64."""
+        return self.accepted.nonzero().squeeze(1)
+
+    def subset(self, index: Tensor) -> UpdateBatch:
+        """The rows at ``index`` only, all accepted, without earlier scores."""
+        return replace(
+            self,
+            updates=self.updates.index_select(0, index),
+            weights=self.weights.index_select(0, index),
+            accepted=torch.ones(index.numel(), dtype=torch.bool, device=self.accepted.device),
+            scores={},
+            senders=self.sender_keys().index_select(0, index),
+        )
+
+    def mean_of_accepted(self) -> Tensor:
+        """Example-weighted mean of the accepted rows; the zero update when none is accepted."""
+        return weighted_mean(self.updates, self.weights * self.accepted)
+
+    def with_default_aggregate(self) -> UpdateBatch:
+        """This batch with ``aggregate`` set to :meth:`mean_of_accepted` if no stage set it."""
+        if self.aggregate is not None:
+            return self
+        return replace(self, aggregate=self.mean_of_accepted())
+
+    def require_generator(self, stage: str) -> torch.Generator:
+        """The round's generator; ValueError naming ``stage`` when there is none."""
+        if self.generator is None:
+            raise ValueError(f"defense {stage!r} draws random numbers: pass UpdateBatch.generator")
+        return self.generator
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a stage decided about the rows it was shown (all accepted), in their order.
+
+    Attributes
+    ----------
+    keep : Tensor or None
+        (k,) bool, False for rows the stage rejects.
+    score : Tensor or None
+        (k,) the stage's per-row statistic (documented by each stage).
+    updates : Tensor or None
+        (k, d) rewritten rows (pre-processing).
+    aggregate : Tensor or None
+        (d,) the aggregated update (aggregators, post-processing).
+    info : Mapping[str, float]
+        Scalars to report; the pipeline prefixes them with the stage name.
+    """
+
+    keep: Tensor | None = None
+    score: Tensor | None = None
+    updates: Tensor | None = None
+    aggregate: Tensor | None = None
+    info: Mapping[str, float] = field(default_factory=dict)
+
+
+class DefenseParams(BaseModel):
+    """Base of every stage's parameters: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defense(ABC):
+    """One pipeline stage, built from its scenario parameters.
+
+    Subclasses set ``kind``, define a nested ``Params`` model (a :class:`DefenseParams`)
+    and :meth:`decide`, and are registered with :func:`register`. Stateful stages also
+    override :meth:`state_dict` and :meth:`load_state_dict`.
+
+    Parameters
+    ----------
+    **params : Any
+        Values for ``Params``; pydantic's ValidationError reports bad ones.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[Kind]
+    Params: ClassVar[type[DefenseParams]] = DefenseParams
+
+    def __init__(self, **params: Any) -> None:
+        self.params = self.Params(**params)
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{key}={value!r}" for key, value in self.params.model_dump().items())
+        return f"{type(self).__name__}({values})"
+
+    def __call__(self, batch: UpdateBatch) -> UpdateBatch:
+        """Run the stage: :meth:`decide` on the accepted rows, recorded into the full batch."""
+        if self.kind is Kind.POST:
+            batch = batch.with_default_aggregate()
+            return self._record(batch, None, self.decide(batch))
+        index = batch.accepted_indices()
+        if index.numel() == 0:
+            if self.kind is Kind.AGGREGATE:
+                return replace(batch, aggregate=batch.updates.new_zeros(batch.d))
+            return batch
+        view = batch if index.numel() == batch.n else batch.subset(index)
+        return self._record(batch, index, self.decide(view))
+
+    @abstractmethod
+    def decide(self, batch: UpdateBatch) -> Decision:
+        """The stage's decision on ``batch``, whose rows are all accepted.
+
+        Post-processing stages see the whole batch, with its aggregate set.
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """What must be saved to resume the stage (empty for stateless stages)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if state:
+            raise ValueError(f"defense {self.name!r} is stateless, got state {sorted(state)}")
+
+    def _record(self, batch: UpdateBatch, index: Tensor | None, decision: Decision) -> UpdateBatch:
+        """``batch`` with ``decision`` about the rows at ``index`` (all rows when None) applied."""
+        # rows is None when the decision covers every row in order.
+        rows = index if index is not None and index.numel() < batch.n else None
+        changes: dict[str, Any] = {}
+        if decision.keep is not None:
+            changes["accepted"] = (
+                decision.keep if rows is None else batch.accepted.index_put((rows,), decision.keep)
+            )
+        if decision.score is not None:
+            score = decision.score.to(batch.updates.dtype)
+            if rows is not None:
+                score = score.new_full((batch.n,), math.nan).index_put_((rows,), score)
+            changes["scores"] = {**batch.scores, self.name: score}
+        if decision.updates is not None:
+            new = decision.updates
+            changes["updates"] = new if rows is None else batch.updates.index_copy(0, rows, new)
+        if decision.aggregate is not None:
+            changes["aggregate"] = decision.aggregate
+        elif self.kind is Kind.AGGREGATE:
+            raise RuntimeError(f"aggregator {self.name!r} returned no aggregate")
+        if decision.info:
+            reported = {f"{self.name}.{key}": float(value) for key, value in decision.info.items()}
+            changes["info"] = {**batch.info, **reported}
+        return replace(batch, **changes)
+
+
+D = TypeVar("D", bound=type[Defense])
+
+DEFENSES: Registry[type[Defense]] = Registry("defense")
+
+
+def register(name: str) -> Callable[[D], D]:
+    """Class decorator: name the stage ``name`` and register it in :data:`DEFENSES`."""
+
+    def decorator(cls: D) -> D:
+        cls.name = name
+        DEFENSES.register(name)(cls)
+        return cls
+
+    return decorator

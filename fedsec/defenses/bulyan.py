@@ -1,0 +1,49 @@
+"""Bulyan (El Mhamdi et al., 2018) over Krum, as Flower's ``aggregate_bulyan``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fedsec.defenses._math import coordinate_median, krum_scores, pairwise_sq_distances
+from fedsec.defenses.base import Decision, Defense, Kind, UpdateBatch, register
+from fedsec.defenses.krum import KrumParams
+
+
+@register("bulyan")
+class Bulyan(Defense):
+    """Select ``theta = n - 2f`` rows by repeated Krum, then a coordinate-wise trimmed mean.
+
+    Selection: Krum picks a row, which leaves the candidate set; Krum runs again on the
+    rest (with ``max(1, k - f - 2)`` neighbours for k candidates), ``theta`` times. Then,
+    per coordinate, the mean of the ``beta = theta - 2f`` selected values closest to the
+    selected rows' median. Requires ``n >= 4f + 3`` (ValueError otherwise, as Flower).
+    Example counts are ignored. Score: the first-round Krum score. Selected rows stay
+    accepted.
+    """
+
+    kind = Kind.AGGREGATE
+    Params = KrumParams
+    params: KrumParams
+
+    def decide(self, batch: UpdateBatch) -> Decision:
+        n, f = batch.n, self.params.f
+        if n < 4 * f + 3:
+            raise ValueError(f"bulyan needs n >= 4f + 3 rows, got n={n} with f={f}")
+        theta, beta = n - 2 * f, n - 4 * f
+        dist = pairwise_sq_distances(batch.updates)
+        first_scores = krum_scores(dist, f)
+        alive = torch.ones_like(batch.accepted)
+        chosen = []
+        for competing in range(n, n - theta, -1):
+            scores = first_scores if competing == n else krum_scores(dist, f, competing)
+            best = scores.masked_fill(~alive, math.inf).argmin()
+            alive = alive.index_fill(0, best, False)
+            dist = dist.index_fill(1, best, math.inf)
+            chosen.append(best)
+        selected = batch.updates.index_select(0, torch.stack(chosen))
+        gap = (selected - coordinate_median(selected)).abs_()
+        closest = gap.topk(beta, dim=0, largest=False).indices
+        aggregate = selected.gather(0, closest).mean(dim=0)
+        return Decision(aggregate=aggregate, keep=~alive, score=first_scores)

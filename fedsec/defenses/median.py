@@ -1,0 +1,20 @@
+"""Coordinate-wise median (Yin et al., 2018), as Flower's ``aggregate_median``."""
+
+from __future__ import annotations
+
+from fedsec.defenses._math import coordinate_median
+from fedsec.defenses.base import Decision, Defense, Kind, UpdateBatch, register
+
+
+@register("median")
+class Median(Defense):
+    """Coordinate-wise median of the accepted rows; example counts are ignored.
+
+    For an even number of rows each coordinate is the mean of its two middle values
+    (numpy's and Flower's convention).
+    """
+
+    kind = Kind.AGGREGATE
+
+    def decide(self, batch: UpdateBatch) -> Decision:
+        return Decision(aggregate=coordinate_median(batch.updates))

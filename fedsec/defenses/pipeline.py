@@ -1,0 +1,69 @@
+"""A scenario's defenses, run in order on one round's updates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fedsec.defenses.base import DEFENSES, Defense, Kind, UpdateBatch
+
+
+class DefensePipeline:
+    """Runs stages in order; ends with the example-weighted mean of the accepted rows if
+    no stage set an aggregate.
+
+    Order rule: pre-processing and screening stages come before the (at most one)
+    aggregator, post-processing stages after it; ValueError otherwise.
+
+    Parameters
+    ----------
+    stages : Sequence[Defense]
+        The stages, in the order they run.
+    """
+
+    def __init__(self, stages: Sequence[Defense]) -> None:
+        aggregated_by: str | None = None
+        for stage in stages:
+            if stage.kind in (Kind.PRE, Kind.SCREEN, Kind.AGGREGATE) and aggregated_by:
+                raise ValueError(
+                    f"{stage.kind.value} stage {stage.name!r} cannot follow {aggregated_by!r}, "
+                    "which already produced the aggregate"
+                )
+            if stage.kind in (Kind.AGGREGATE, Kind.POST):
+                aggregated_by = aggregated_by or stage.name
+        self.stages = list(stages)
+
+    def __call__(self, batch: UpdateBatch) -> UpdateBatch:
+        """The batch after every stage, with ``aggregate`` set."""
+        for stage in self.stages:
+            batch = stage(batch)
+        return batch.with_default_aggregate()
+
+    def __repr__(self) -> str:
+        return f"DefensePipeline({self.stages!r})"
+
+    def state_dict(self) -> dict[str, dict[str, Any]]:
+        """Each stage's state, keyed ``"<position>.<name>"``."""
+        return {f"{i}.{stage.name}": stage.state_dict() for i, stage in enumerate(self.stages)}
+
+    def load_state_dict(self, state: Mapping[str, Mapping[str, Any]]) -> None:
+        """Restore what :meth:`state_dict` returned for the same list of stages."""
+        expected = {f"{i}.{stage.name}": stage for i, stage in enumerate(self.stages)}
+        if set(state) != set(expected):
+            raise ValueError(f"state for stages {sorted(state)}, pipeline has {sorted(expected)}")
+        for key, stage in expected.items():
+            stage.load_state_dict(state[key])
+
+
+def build_pipeline(specs: Sequence[Mapping[str, Any]]) -> DefensePipeline:
+    """A pipeline from scenario entries ``{"name": <registered name>, **params}``.
+
+    Unknown names raise KeyError (listing the known ones); bad parameters raise
+    pydantic's ValidationError, for the scenario layer to format.
+    """
+    stages = []
+    for spec in specs:
+        params = dict(spec)
+        name = params.pop("name")
+        stages.append(DEFENSES.get(name)(**params))
+    return DefensePipeline(stages)
