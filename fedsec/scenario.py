@@ -94,7 +94,10 @@ class DataConfig(Section):
         "default $FEDSEC_DATA or ~/.cache/fedsec/data.",
     )
     num_clients: int = Field(20, ge=1, description="Clients in the federation (partitions).")
-    partitioner: Partitioner = Field(default_factory=DirichletPartitioner)
+    partitioner: Partitioner = Field(
+        default_factory=DirichletPartitioner,
+        description="How client partitions are drawn; the other keys depend on the name.",
+    )
     test_samples: int | None = Field(
         None, ge=1, description="Evaluate on the first N test examples only; default: all."
     )

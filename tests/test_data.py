@@ -95,3 +95,19 @@ def test_histogram_counts_every_example() -> None:
     hist = label_histogram(LABELS, parts, 10)
     assert hist.sum() == len(LABELS)
     assert (hist.sum(0) == 200).all()
+
+
+def _write_idx(path, array: np.ndarray) -> None:  # noqa: ANN001
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_reads_a_local_torchvision_root(tmp_path) -> None:  # noqa: ANN001
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+    data = load_dataset("mnist", str(tmp_path))
+    assert data.train_x.shape == (30, 1, 28, 28) and data.test_y.tolist() == list(range(10))

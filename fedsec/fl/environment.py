@@ -44,5 +44,5 @@ def ray_init_args(address: str | None) -> dict[str, object]:
         "_node_ip_address": LOOPBACK,
         "include_dashboard": False,
         "logging_level": logging.WARNING,
-        "log_to_driver": True,
+        "log_to_driver": False,
     }

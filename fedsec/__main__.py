@@ -1,0 +1,5 @@
+"""``python -m fedsec`` is the ``fedsec`` command."""
+
+from fedsec.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Datasets as in-memory tensors and their partitioning among clients."""
