@@ -5,24 +5,43 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fedsec.attacks import build_data_attack
+from fedsec.attacks.data.dba import DBA
 from fedsec.data.datasets import ImageDataset
-from fedsec.scenario import EvaluationConfig
-from fedsec.training import evaluate
+from fedsec.scenario import Scenario
+from fedsec.training import evaluate, predict
 
 
 class Evaluator:
-    """Scores a model on the clean test set (first ``test_samples`` examples, or all)."""
+    """Main accuracy on the clean test set and, when the scenario has a data attack, the attack
+    success rate (DESIGN §6): over test samples the attack targets, the share classified as
+    the attacker's label once the test-time trigger is applied."""
 
-    def __init__(
-        self, dataset: ImageDataset, cfg: EvaluationConfig, test_samples: int | None, device: torch.device
-    ) -> None:
-        count = test_samples or len(dataset.test_y)
+    def __init__(self, dataset: ImageDataset, scenario: Scenario, device: torch.device) -> None:
+        count = scenario.data.test_samples or len(dataset.test_y)
         self.x = dataset.test_x[:count].to(device)
         self.y = dataset.test_y[:count].to(device)
-        self.batch_size = cfg.batch_size
+        self.batch_size = scenario.evaluation.batch_size
         self.device = device
+        spec = scenario.attack.data if scenario.attack is not None else None
+        self.attack = build_data_attack(spec) if spec is not None else None
+        if self.attack is not None:
+            targeted = self.attack.asr_mask(self.y)
+            self.asr_x, self.asr_target = self.x[targeted], self.attack.target_labels(self.y[targeted])
+
+    def attack_success(self, model: nn.Module, triggered: torch.Tensor) -> float:
+        """Share of triggered inputs classified as the attacker's target (0..1)."""
+        predicted = predict(model, triggered, self.batch_size, self.device).argmax(1)
+        return (predicted == self.asr_target).float().mean().item()
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
-        """``ma`` (top-1 accuracy, 0..1) and ``loss`` (mean cross-entropy) on the test set."""
+        """``ma`` (top-1 accuracy, 0..1), ``loss`` (mean cross-entropy), and ``asr`` (0..1) plus,
+        for DBA, ``asr_part<i>`` for each local trigger alone."""
         result = evaluate(model, self.x, self.y, self.batch_size, self.device)
-        return {"ma": result.accuracy, "loss": result.loss}
+        metrics = {"ma": result.accuracy, "loss": result.loss}
+        if self.attack is not None:
+            metrics["asr"] = self.attack_success(model, self.attack.apply_test_trigger(self.asr_x))
+            if isinstance(self.attack, DBA):
+                for part in range(self.attack.params.num_parts):
+                    metrics[f"asr_part{part}"] = self.attack_success(model, self.attack.apply_part(self.asr_x, part))
+        return metrics

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fedsec.attacks import DATA_ATTACKS, MODEL_ATTACKS, AttackSchedule, malicious_clients, params_union
+
 
 class ScenarioError(Exception):
     """A scenario that cannot be used; ``lines`` holds one message per problem."""
@@ -182,6 +184,54 @@ class ServerConfig(Section):
     )
 
 
+DataAttackSpec = params_union(DATA_ATTACKS)
+ModelAttackSpec = params_union(MODEL_ATTACKS)
+
+
+class AttackConfig(Section):
+    """Who is malicious, when they attack, and how (data poisoning and/or model poisoning).
+
+    Roles are god-view knowledge: they reach only the malicious clients and the evaluator,
+    never the server's defenses.
+    """
+
+    fraction: float | None = Field(
+        None, ge=0, le=1, description="Share of all clients that are malicious (0..1)."
+    )
+    ids: list[int] | None = Field(None, description="Explicit malicious client (partition) ids.")
+    redraw_each_round: bool = Field(False, description="Draw a fresh malicious set every round.")
+    schedule: AttackSchedule = Field(
+        default_factory=AttackSchedule, description="Rounds in which malicious clients attack."
+    )
+    data: DataAttackSpec | None = Field(None, description="Data poisoning applied to local batches.")
+    model: ModelAttackSpec | None = Field(None, description="Rewriting of the trained update.")
+    collusion: Literal["none", "attackers", "full-knowledge"] = Field(
+        "none",
+        description="Benign updates a malicious client knows: its own (none), those of the malicious "
+        "clients sampled with it (attackers), or those of every sampled client (full-knowledge). "
+        "ALIE, IPM, Min-Max/Min-Sum and constrain-scale's radius use them.",
+    )
+    local_epochs: int | None = Field(
+        None, ge=1, description="Local epochs of malicious clients (default: client.local_epochs)."
+    )
+    lr: float | None = Field(None, gt=0, description="Local learning rate of malicious clients.")
+
+    @model_validator(mode="after")
+    def _who_and_how(self) -> AttackConfig:
+        if (self.fraction is None) == (self.ids is None):
+            raise ValueError("give fraction or ids (exactly one)")
+        if self.data is None and self.model is None:
+            raise ValueError("give a data attack, a model attack, or both")
+        return self
+
+    def malicious(self, num_clients: int, seed: int, round_number: int) -> frozenset[int]:
+        """The malicious partitions in a round."""
+        return malicious_clients(
+            num_clients, fraction=self.fraction, ids=self.ids, seed=seed,
+            redraw_each_round=self.redraw_each_round, server_round=round_number,
+        )
+
+
 class OutputConfig(Section):
     """Where the run directory goes and what it keeps."""
 
@@ -202,6 +252,7 @@ class Scenario(Section):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    attack: AttackConfig | None = Field(None, description="Malicious clients (none: all honest).")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -218,6 +269,10 @@ class Scenario(Section):
                 f"sampling.min_clients: {self.sampling.min_clients} is more than the "
                 f"{self.clients_per_round} clients sampled per round"
             )
+        if self.attack is not None and self.attack.ids is not None:
+            outside = [i for i in self.attack.ids if not 0 <= i < n]
+            if outside:
+                raise ValueError(f"attack.ids: {outside} are not client ids 0..{n - 1}")
         if self.model.name == "resnet18" and self.data.dataset != "cifar10":
             raise ValueError("model.name: resnet18 expects 32x32 colour images (data.dataset: cifar10)")
         return self
@@ -238,7 +293,9 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
-_DISCRIMINATOR_TAGS = {"iid", "dirichlet", "pathological", "shard", "size-skewed"}
+# pydantic puts the chosen variant's tag in an error's location; users never wrote it.
+_DISCRIMINATOR_TAGS = {"iid", "dirichlet", "pathological", "shard", "size-skewed",
+                       *DATA_ATTACKS.names(), *MODEL_ATTACKS.names()}
 
 
 def _format_error(error: dict[str, Any]) -> str:

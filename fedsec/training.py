@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,28 @@ class TrainResult:
     steps: int
 
 
+BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainingHooks:
+    """What a malicious client changes in local training (all optional).
+
+    ``transform`` rewrites each uint8 batch (data poisoning); ``penalty`` adds a term to the
+    loss (e.g. anomaly evasion); ``gradient_masks`` maps parameter names to 0/1 tensors that
+    multiply the gradients (e.g. Neurotoxin).
+    """
+
+    transform: BatchTransform | None = None
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None
+    gradient_masks: dict[str, torch.Tensor] | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when training is left as an honest client runs it."""
+        return self.transform is None and self.penalty is None and self.gradient_masks is None
+
+
 def train_local(
     model: nn.Module,
     x: torch.Tensor,
@@ -47,6 +70,7 @@ def train_local(
     cfg: ClientConfig,
     generator: torch.Generator,
     device: torch.device,
+    hooks: TrainingHooks = TrainingHooks(),
 ) -> TrainResult:
     """Train ``model`` in place for ``cfg.local_epochs`` epochs of shuffled mini-batches.
 
@@ -56,13 +80,21 @@ def train_local(
     model.train()
     optimizer = make_optimizer(model, cfg)
     x, y = x.to(device), y.to(device)
+    masked = [(p, hooks.gradient_masks[n]) for n, p in model.named_parameters()] if hooks.gradient_masks else []
     total, steps = torch.zeros((), device=device), 0
     for _ in range(cfg.local_epochs):
         order = torch.randperm(len(y), generator=generator).to(device)
         for batch in order.split(cfg.batch_size):
+            xb, yb = x[batch], y[batch]
+            if hooks.transform is not None:
+                xb, yb = hooks.transform(xb, yb)
             optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(to_input(x[batch], device)), y[batch])
+            loss = nn.functional.cross_entropy(model(to_input(xb, device)), yb)
+            if hooks.penalty is not None:
+                loss = loss + hooks.penalty(model)
             loss.backward()
+            for parameter, mask in masked:
+                parameter.grad.mul_(mask)
             optimizer.step()
             total += loss.detach()
             steps += 1

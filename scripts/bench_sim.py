@@ -31,14 +31,14 @@ def plain_loop(scenario_path: str, overrides: list[str], out: Path) -> None:
     """The federation's training work in one process, no Flower, no Ray."""
     import torch
 
+    from fedsec.client import LocalTrainer
     from fedsec.evaluation import Evaluator
     from fedsec.federated_data import federated_data
-    from fedsec.fl.client_app import client_seed
     from fedsec.fl.server import sample_clients, weighted_mean
     from fedsec.models import build_model
     from fedsec.params import load_vector, model_vector
     from fedsec.scenario import load_scenario
-    from fedsec.training import resolve_device, train_local
+    from fedsec.training import resolve_device
 
     s = load_scenario(scenario_path, overrides)
     device = resolve_device(s.resources.device)
@@ -46,21 +46,15 @@ def plain_loop(scenario_path: str, overrides: list[str], out: Path) -> None:
     ds = data.dataset
     torch.manual_seed(s.seed)
     server_model = build_model(s.model.name, ds.image_shape, ds.num_classes, ds.mean, ds.std).to(device)
-    client_model = build_model(s.model.name, ds.image_shape, ds.num_classes, ds.mean, ds.std).to(device)
     global_vector = model_vector(server_model)
-    evaluator = Evaluator(ds, s.evaluation, s.data.test_samples, device)
+    trainer = LocalTrainer(s, data, device)
+    evaluator = Evaluator(ds, s, device)
     mas = []
     for rnd in range(1, s.rounds + 1):
-        updates, weights = [], []
-        for partition in sample_clients(s.seed, rnd, s.data.num_clients, s.clients_per_round):
-            x, y = data.client(partition)
-            torch.manual_seed(client_seed(s.seed, rnd, partition))
-            load_vector(client_model, global_vector)
-            generator = torch.Generator().manual_seed(client_seed(s.seed, rnd, partition))
-            result = train_local(client_model, x, y, s.client, generator, device)
-            updates.append(model_vector(client_model) - global_vector)
-            weights.append(float(result.num_examples))
-        global_vector = global_vector + s.server.lr * weighted_mean(torch.stack(updates), torch.tensor(weights, device=device))
+        local = [trainer.train(p, rnd, global_vector)
+                 for p in sample_clients(s.seed, rnd, s.data.num_clients, s.clients_per_round)]
+        weights = torch.tensor([float(u.result.num_examples) for u in local], device=device)
+        global_vector = global_vector + s.server.lr * weighted_mean(torch.stack([u.update for u in local]), weights)
         if rnd % s.evaluation.every == 0 or rnd == s.rounds:
             load_vector(server_model, global_vector)
             mas.append(evaluator(server_model)["ma"])

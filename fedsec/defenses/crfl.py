@@ -23,9 +23,7 @@ class CRFL(Defense):
         rho: float = Field(
             15.0, gt=0.0, description="Bound on the global model's parameter norm (L2)."
         )
-        sigma: float = Field(
-            0.01, ge=0.0, description="Std of the noise added to every parameter."
-        )
+        sigma: float = Field(0.01, ge=0.0, description="Std of the noise added to every parameter.")
 
     params: Params
 

@@ -42,7 +42,7 @@ class Flame(Defense):
     params: Params
 
     def decide(self, batch: UpdateBatch) -> Decision:
-        rows, n = batch.updates, batch.n
+        rows = batch.updates
         distance = (1.0 - cosine_similarity_matrix(rows)).clamp_min_(0.0).fill_diagonal_(0.0)
         score = distance.median(dim=1).values
         keep, clustered = self._majority_cluster(distance)

@@ -83,9 +83,8 @@ class SignGuard(Defense):
             signs = rows.index_select(1, coordinates).sign()
         else:
             signs = rows.sign()
-        features = torch.stack(
-            [(signs > 0).sum(1), (signs == 0).sum(1), (signs < 0).sum(1)], dim=1
-        ).to(rows.dtype) / signs.shape[1]
+        counts = torch.stack([(signs > 0).sum(1), (signs == 0).sum(1), (signs < 0).sum(1)], dim=1)
+        features = counts.to(rows.dtype) / signs.shape[1]
         sign_ok = largest_linked_group(features, self.params.bandwidth_quantile)
 
         updates = rows * clip_factors(norms, median).unsqueeze(1)

@@ -9,6 +9,8 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedsec.adversary import Attacker, attack_active
+from fedsec.client import LocalTrainer
 from fedsec.federated_data import federated_data
 from fedsec.fl.protocol import (
     CONFIG_RECORD,
@@ -17,27 +19,24 @@ from fedsec.fl.protocol import (
     NUM_EXAMPLES_KEY,
     PARTITION_KEY,
     ROUND_KEY,
+    SAMPLED_KEY,
     SCENARIO_KEY,
     UPDATE_RECORD,
     record_vector,
     vector_record,
 )
-from fedsec.models import build_model
-from fedsec.params import load_vector, model_vector
 from fedsec.scenario import Scenario
-from fedsec.training import resolve_device, train_local
+from fedsec.training import resolve_device
 
 app = ClientApp()
 
 
-@lru_cache(maxsize=4)
-def _scenario(text: str) -> Scenario:
-    return Scenario.model_validate_json(text)
-
-
-def client_seed(seed: int, round_number: int, partition: int) -> int:
-    """The seed of one client's local randomness in one round."""
-    return (seed * 1_000_003 + round_number) * 100_003 + partition
+@lru_cache(maxsize=2)
+def _trainer(scenario_json: str) -> LocalTrainer:
+    """Scenario, data and model of this process, built once per scenario."""
+    scenario = Scenario.model_validate_json(scenario_json)
+    device = resolve_device(scenario.resources.device)
+    return LocalTrainer(scenario, federated_data(scenario.data, scenario.seed), device)
 
 
 def _partition(context: Context) -> int:
@@ -53,33 +52,28 @@ def query(message: Message, context: Context) -> Message:
 
 @app.train()
 def train(message: Message, context: Context) -> Message:
-    """Load the global model, train locally, reply with the update Δ = w_local − w_global."""
+    """Load the global model, train locally (maliciously if the scenario says so), reply with
+    the update Δ = w_local − w_global."""
+    started = time.perf_counter()
     config: ConfigRecord = message.content.config_records[CONFIG_RECORD]
-    scenario = _scenario(str(config[SCENARIO_KEY]))
+    trainer = _trainer(str(config[SCENARIO_KEY]))
+    scenario = trainer.scenario
     round_number = int(config[ROUND_KEY])
     partition = _partition(context)
     torch.set_num_threads(max(1, int(scenario.resources.client_cpus)))
-    device = resolve_device(scenario.resources.device)
+    global_vector = record_vector(message.content.array_records[MODEL_RECORD]).to(trainer.device)
 
-    started = time.perf_counter()
-    data = federated_data(scenario.data, scenario.seed)
-    x, y = data.client(partition)
-    torch.manual_seed(client_seed(scenario.seed, round_number, partition))
-    model = build_model(
-        scenario.model.name, data.dataset.image_shape, data.dataset.num_classes,
-        data.dataset.mean, data.dataset.std,
-    ).to(device)
-    global_vector = record_vector(message.content.array_records[MODEL_RECORD]).to(device)
-    load_vector(model, global_vector)
-    generator = torch.Generator().manual_seed(client_seed(scenario.seed, round_number, partition))
-    result = train_local(model, x, y, scenario.client, generator, device)
-    update = model_vector(model) - global_vector
+    if attack_active(scenario, partition, round_number):
+        sampled = tuple(int(p) for p in config[SAMPLED_KEY])
+        local = Attacker(scenario, partition, round_number, sampled).train(trainer, global_vector)
+    else:
+        local = trainer.train(partition, round_number, global_vector)
 
     metrics = MetricRecord({
         PARTITION_KEY: partition,
-        NUM_EXAMPLES_KEY: result.num_examples,
-        "train_loss": result.loss,
+        NUM_EXAMPLES_KEY: local.result.num_examples,
+        "train_loss": local.result.loss,
         "train_s": time.perf_counter() - started,
     })
-    content = RecordDict({UPDATE_RECORD: vector_record(update), METRICS_RECORD: metrics})
+    content = RecordDict({UPDATE_RECORD: vector_record(local.update), METRICS_RECORD: metrics})
     return Message(content, reply_to=message)

@@ -18,6 +18,7 @@ CONFIG_RECORD = "config"
 METRICS_RECORD = "metrics"
 SCENARIO_KEY = "scenario"
 ROUND_KEY = "round"
+SAMPLED_KEY = "sampled"
 PARTITION_KEY = "partition-id"
 NUM_EXAMPLES_KEY = "num-examples"
 

@@ -15,6 +15,7 @@ import torch
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
+from fedsec.adversary import attack_active
 from fedsec.evaluation import Evaluator
 from fedsec.federated_data import FederatedData, federated_data
 from fedsec.fl.protocol import (
@@ -23,6 +24,7 @@ from fedsec.fl.protocol import (
     MODEL_RECORD,
     PARTITION_KEY,
     ROUND_KEY,
+    SAMPLED_KEY,
     SCENARIO_KEY,
     UPDATE_RECORD,
     payload_bytes,
@@ -75,7 +77,7 @@ class FederationServer:
             scenario.model.name, dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std
         ).to(self.device)
         self.global_vector = model_vector(self.model)
-        self.evaluator = Evaluator(dataset, scenario.evaluation, scenario.data.test_samples, self.device)
+        self.evaluator = Evaluator(dataset, scenario, self.device)
         self.scenario_json = scenario.model_dump_json()
 
     # -- set-up -----------------------------------------------------------------------------
@@ -116,7 +118,7 @@ class FederationServer:
     def train_round(self, round_number: int, partitions: list[int], nodes: dict[int, int]) -> tuple[list[Message], int]:
         """Send the global model to the sampled clients; their replies and the bytes sent."""
         model_record = vector_record(self.global_vector)
-        config = ConfigRecord({ROUND_KEY: round_number, SCENARIO_KEY: self.scenario_json})
+        config = ConfigRecord({ROUND_KEY: round_number, SCENARIO_KEY: self.scenario_json, SAMPLED_KEY: partitions})
         messages = [
             Message(
                 RecordDict({MODEL_RECORD: model_record, CONFIG_RECORD: config}),
@@ -177,12 +179,26 @@ class FederationServer:
             record["eval_s"] = time.perf_counter() - t
         record["round_s"] = time.perf_counter() - started
         self.run_dir.append_round(record)
-        self.run_dir.append_clients(
-            [{"round": round_number, "client": r.partition, "accepted": True, "num_examples": r.num_examples,
-              "train_loss": r.metrics.get("train_loss"), "train_s": r.metrics.get("train_s")} for r in valid]
-            + [{"round": round_number, "client": r.partition, "accepted": False, "reason": r.reason} for r in rejected]
-        )
+        self.run_dir.append_clients(self.client_records(round_number, valid, rejected))
         return record
+
+    def client_records(self, round_number: int, valid: list[ValidReply], rejected: list[RejectedReply]) -> list[dict[str, Any]]:
+        """Per-client lines of clients.jsonl, with the evaluator's view of each client's role."""
+        s = self.scenario
+        malicious = s.attack.malicious(s.data.num_clients, s.seed, round_number) if s.attack else frozenset()
+
+        def role(partition: int) -> dict[str, Any]:
+            return {"role": "malicious" if partition in malicious else "benign",
+                    "attacked": attack_active(s, partition, round_number)}
+
+        return [
+            {"round": round_number, "client": r.partition, **role(r.partition), "accepted": True,
+             "num_examples": r.num_examples, "train_loss": r.metrics.get("train_loss"), "train_s": r.metrics.get("train_s")}
+            for r in valid
+        ] + [
+            {"round": round_number, "client": r.partition, **role(r.partition), "accepted": False, "reason": r.reason}
+            for r in rejected
+        ]
 
     # -- whole run ----------------------------------------------------------------------------
 
@@ -199,6 +215,19 @@ class FederationServer:
                 reporter.round_done(record)
         return self.finish(records, time.perf_counter() - started)
 
+    def attack_summary(self, evaluated: list[dict[str, Any]]) -> dict[str, Any]:
+        """Final and peak ASR, and backdoor durability: rounds from the end of the attack window
+        until ASR first falls below 50% (null when it never does within the run)."""
+        if not evaluated or "asr" not in evaluated[-1]:
+            return {}
+        summary: dict[str, Any] = {"asr": evaluated[-1]["asr"], "max_asr": max(r["asr"] for r in evaluated)}
+        schedule = self.scenario.attack.schedule if self.scenario.attack else None
+        end = schedule.single_shot or schedule.end_round if schedule else None
+        if end is not None:
+            fallen = [r["round"] for r in evaluated if r["round"] > end and r["asr"] < 0.5]
+            summary["durability"] = fallen[0] - end if fallen else None
+        return summary
+
     def finish(self, records: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
         """Write summary.json, model.pt and the accuracy plot."""
         evaluated = [r for r in records if "ma" in r]
@@ -209,6 +238,7 @@ class FederationServer:
             "ma": last.get("ma"),
             "loss": last.get("loss"),
             "best_ma": max((r["ma"] for r in evaluated), default=None),
+            **self.attack_summary(evaluated),
             "skipped_rounds": sum(1 for r in records if "skipped" in r),
             "rejected": sum(r["rejected"] for r in records),
             "missing": sum(r["missing"] for r in records),
@@ -225,6 +255,6 @@ class FederationServer:
             torch.save({"model": self.scenario.model.name, "dataset": self.scenario.data.dataset,
                         "state_dict": state}, self.run_dir.file(MODEL_FILE))
         if self.scenario.output.plots:
-            plot_rounds(records, {"ma": "main accuracy (MA)"}, self.run_dir.file("accuracy.png"),
-                        self.scenario.name)
+            plot_rounds(records, {"ma": "main accuracy (MA)", "asr": "attack success rate (ASR)"},
+                        self.run_dir.file("accuracy.png"), self.scenario.name)
         return summary

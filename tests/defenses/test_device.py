@@ -9,7 +9,12 @@ from fedsec.defenses import DEFENSES, UpdateBatch, build_pipeline
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-PARAMS = {"krum": {"f": 2}, "multi-krum": {"f": 2}, "bulyan": {"f": 2}, "dnc": {"f": 2, "subsample_dim": 20}}
+PARAMS = {
+    "krum": {"f": 2},
+    "multi-krum": {"f": 2},
+    "bulyan": {"f": 2},
+    "dnc": {"f": 2, "subsample_dim": 20},
+}
 
 
 def batch_on(device: str) -> UpdateBatch:
@@ -37,12 +42,14 @@ def test_same_result_on_cuda(name: str) -> None:
     assert torch.equal(on_gpu.accepted.cpu(), on_cpu.accepted)
     torch.testing.assert_close(on_gpu.aggregate.cpu(), on_cpu.aggregate, atol=1e-4, rtol=1e-4)
     for key, score in on_cpu.scores.items():
-        torch.testing.assert_close(on_gpu.scores[key].cpu(), score, atol=1e-4, rtol=1e-4, equal_nan=True)
+        gpu_score = on_gpu.scores[key].cpu()
+        torch.testing.assert_close(gpu_score, score, atol=1e-4, rtol=1e-4, equal_nan=True)
 
 
 @cuda
 def test_cuda_generator_is_accepted() -> None:
-    batch = UpdateBatch.of(torch.zeros(3, 1000, device="cuda"), generator=torch.Generator("cuda").manual_seed(0))
+    generator = torch.Generator("cuda").manual_seed(0)
+    batch = UpdateBatch.of(torch.zeros(3, 1000, device="cuda"), generator=generator)
     out = build_pipeline([{"name": "dp-noise", "sigma": 1.0}])(batch)
     assert out.aggregate is not None and out.aggregate.device.type == "cuda"
     assert 0.9 < out.aggregate.std().item() < 1.1

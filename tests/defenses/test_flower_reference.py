@@ -101,9 +101,7 @@ def test_multi_krum(f: int, m: int | None, seed: int) -> None:
 @pytest.mark.parametrize(("n", "f"), [(7, 1), (11, 2), (16, 3), (10, 0)])
 def test_bulyan(n: int, f: int, seed: int) -> None:
     rows, counts = make_inputs(n, seed)
-    expected = flat(
-        aggregate_bulyan(to_flower(rows, counts), f, aggregate_krum, to_keep=0)
-    )
+    expected = flat(aggregate_bulyan(to_flower(rows, counts), f, aggregate_krum, to_keep=0))
     assert_close(ours(Bulyan(f=f), rows, counts), expected)
 
 

@@ -51,7 +51,7 @@ def test_krum_family_rejects_the_outliers(name: str, cohort) -> None:
 
 
 def test_centered_clipping_bounds_outlier_influence(cohort) -> None:
-    rows, mu = cohort()
+    rows, _ = cohort()
     stage = DEFENSES.get("centered-clipping")(tau=0.5, iterations=3)
     batch = UpdateBatch.of(with_outliers(rows))
     first = DefensePipeline([stage])(batch).aggregate

@@ -1,0 +1,119 @@
+"""Malicious clients: the glue between the attack library and local training.
+
+An :class:`Attacker` exists only in the process of a client the scenario makes malicious, in a
+round its schedule marks active; honest clients never construct one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fedsec.attacks import ModelAttackContext, build_data_attack, build_model_attack
+from fedsec.attacks.data.base import DataAttack
+from fedsec.attacks.model.base import ModelAttack
+from fedsec.attacks.model.constrain_scale import ConstrainScale, anomaly_evasion_loss
+from fedsec.attacks.model.neurotoxin import Neurotoxin
+from fedsec.client import LocalTrainer, LocalUpdate, client_seed
+from fedsec.params import float_state, unflatten
+from fedsec.scenario import AttackConfig, ClientConfig, Scenario
+from fedsec.training import TrainingHooks
+
+
+def attack_active(scenario: Scenario, partition: int, round_number: int) -> bool:
+    """Whether ``partition`` is malicious and attacks in ``round_number`` (god view)."""
+    attack = scenario.attack
+    if attack is None or not attack.schedule.active(round_number):
+        return False
+    return partition in attack.malicious(scenario.data.num_clients, scenario.seed, round_number)
+
+
+@dataclass(frozen=True)
+class Attacker:
+    """One malicious client in one round."""
+
+    scenario: Scenario
+    partition: int
+    round_number: int
+    sampled: tuple[int, ...]
+
+    @property
+    def config(self) -> AttackConfig:
+        assert self.scenario.attack is not None
+        return self.scenario.attack
+
+    @property
+    def sampled_attackers(self) -> list[int]:
+        """Malicious partitions sampled this round, in partition order."""
+        malicious = self.config.malicious(self.scenario.data.num_clients, self.scenario.seed, self.round_number)
+        return [p for p in self.sampled if p in malicious]
+
+    def data_attack(self) -> DataAttack | None:
+        """This attacker's data poisoning (DBA gives each attacker its part by malicious rank)."""
+        if self.config.data is None:
+            return None
+        malicious = sorted(self.config.malicious(self.scenario.data.num_clients, self.scenario.seed, self.round_number))
+        return build_data_attack(self.config.data, attacker_index=malicious.index(self.partition))
+
+    def model_attack(self) -> ModelAttack | None:
+        return None if self.config.model is None else build_model_attack(self.config.model)
+
+    def local_config(self) -> ClientConfig:
+        """The malicious client's training settings (its own epochs / lr where the scenario sets them)."""
+        changes = {k: v for k, v in (("local_epochs", self.config.local_epochs), ("lr", self.config.lr)) if v is not None}
+        return self.scenario.client.model_copy(update=changes)
+
+    def known_partitions(self) -> list[int]:
+        """Partitions whose benign update this attacker knows, per ``attack.collusion``."""
+        return {
+            "none": [self.partition],
+            "attackers": self.sampled_attackers,
+            "full-knowledge": list(self.sampled),
+        }[self.config.collusion]
+
+    def training_hooks(
+        self, data_attack: DataAttack | None, model_attack: ModelAttack | None,
+        benign: torch.Tensor | None, trainer: LocalTrainer, global_vector: torch.Tensor,
+    ) -> TrainingHooks:
+        """Data poisoning, anomaly-evasion penalty and Neurotoxin gradient mask, as configured."""
+        transform = penalty = masks = None
+        if data_attack is not None:
+            generator = torch.Generator().manual_seed(client_seed(self.scenario.seed, self.round_number, self.partition) + 1)
+            transform = lambda x, y: data_attack.poison(x, y, generator)[:2]  # noqa: E731
+        if isinstance(model_attack, ConstrainScale) and model_attack.params.anomaly_weight > 0:
+            weight, reference = model_attack.params.anomaly_weight, _parameter_vector(trainer, global_vector)
+            penalty = lambda m: anomaly_evasion_loss(  # noqa: E731
+                torch.cat([p.reshape(-1) for p in m.parameters()]), reference, weight)
+        if isinstance(model_attack, Neurotoxin) and benign is not None:
+            mask = model_attack.gradient_mask(benign.mean(0)).float()
+            masks = dict(unflatten(mask, float_state(trainer.model)))
+        return TrainingHooks(transform, penalty, masks)
+
+    def train(self, trainer: LocalTrainer, global_vector: torch.Tensor) -> LocalUpdate:
+        """Benign updates it knows (if the model attack uses them), poisoned training, model attack."""
+        data_attack, model_attack = self.data_attack(), self.model_attack()
+        known = self.known_partitions() if model_attack is not None else []
+        benign_runs = {p: trainer.train(p, self.round_number, global_vector) for p in known}
+        benign = torch.stack([u.update for u in benign_runs.values()]) if benign_runs else None
+        hooks = self.training_hooks(data_attack, model_attack, benign, trainer, global_vector)
+        config = self.local_config()
+        if hooks.empty and config == self.scenario.client and self.partition in benign_runs:
+            own = benign_runs[self.partition]  # the same training, already done
+        else:
+            own = trainer.train(self.partition, self.round_number, global_vector, config, hooks)
+        if model_attack is None:
+            return own
+        ctx = ModelAttackContext(
+            global_vector=global_vector, benign_updates=benign,
+            num_clients_per_round=len(self.sampled), num_malicious=len(self.sampled_attackers),
+            server_lr=self.scenario.server.lr,
+            generator=torch.Generator().manual_seed(client_seed(self.scenario.seed, self.round_number, self.partition) + 2),
+        )
+        return LocalUpdate(model_attack(own.update, ctx), own.result)
+
+
+def _parameter_vector(trainer: LocalTrainer, global_vector: torch.Tensor) -> torch.Tensor:
+    """The global model's trainable parameters (not buffers) as one vector, in parameters() order."""
+    state = unflatten(global_vector, float_state(trainer.model))
+    return torch.cat([state[name].reshape(-1) for name, _ in trainer.model.named_parameters()]).detach()
