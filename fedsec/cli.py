@@ -89,6 +89,41 @@ def run(
                if ma is not None else f"finished {summary['rounds']} rounds")
 
 
+SUMMARY_COLUMNS = ("rounds", "ma", "best_ma", "asr", "max_asr", "durability", "rejected", "wall_s")
+
+
+@app.command()
+def summary(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories.")],
+    at_round: Annotated[int | None, typer.Option(help="Read MA/ASR at this round instead of the last.")] = None,
+) -> None:
+    """A Markdown table of run summaries (one row per run directory)."""
+    from fedsec.results import SUMMARY_FILE, RunDirectory
+
+    typer.echo("| run | " + " | ".join(SUMMARY_COLUMNS) + " |")
+    typer.echo("|---" * (len(SUMMARY_COLUMNS) + 1) + "|")
+    for path in runs:
+        run_dir = RunDirectory(path)
+        if not run_dir.file(SUMMARY_FILE).exists():
+            raise _fail([f"{path}: no {SUMMARY_FILE} (not a finished run directory)"])
+        values = json.loads(run_dir.file(SUMMARY_FILE).read_text())
+        if at_round is not None:
+            record = next((r for r in run_dir.rounds() if r["round"] == at_round), None)
+            if record is None:
+                raise _fail([f"{path}: no record of round {at_round}"])
+            values = {**values, "rounds": at_round, **{k: record.get(k) for k in ("ma", "asr")}}
+        cells = [_cell(values.get(key), key) for key in SUMMARY_COLUMNS]
+        typer.echo(f"| {path.name} | " + " | ".join(cells) + " |")
+
+
+def _cell(value: object, key: str) -> str:
+    if value is None:
+        return "–"
+    if key in ("ma", "best_ma", "asr", "max_asr") and isinstance(value, float):
+        return f"{value:.2%}"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

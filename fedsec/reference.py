@@ -42,22 +42,37 @@ def _default(field: FieldInfo) -> str:
     return f"`{str(value).lower()}`" if isinstance(value, bool) else f"`{value}`"
 
 
-def _rows(model: type[BaseModel], prefix: str, variant: str = "") -> list[str]:
+def _shared_fields(models: list[type[BaseModel]]) -> set[str]:
+    """Fields every variant declares with the same default (listed once, untagged)."""
+    first, *rest = models
+    return {
+        name for name, field in first.model_fields.items()
+        if name != "name" and all(
+            name in m.model_fields and _default(m.model_fields[name]) == _default(field) for m in rest
+        )
+    }
+
+
+def _rows(model: type[BaseModel], prefix: str, variant: str = "", skip: frozenset[str] = frozenset()) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
         models = _submodels(field.annotation)
         if models:
+            shared: set[str] = set()
             if len(models) > 1:
                 tags = " \\| ".join(f"`{m.model_fields['name'].default}`" for m in models)
-                chosen = field.get_default(call_default_factory=True).name
-                rows.append(f"| `{path}.name` | {tags} | `{chosen}` | {field.description or 'Which variant.'} |")
+                chosen = field.get_default(call_default_factory=True)
+                default = f"`{chosen.name}`" if chosen is not None else "none"
+                rows.append(f"| `{path}.name` | {tags} | {default} | {field.description or 'Which variant.'} |")
+                shared = _shared_fields(models)
+                rows.extend(r for r in _rows(models[0], f"{path}.") if r.split("`")[1].rsplit(".", 1)[-1] in shared)
             for sub in models:
                 tag = sub.model_fields.get("name")
-                label = f" ({tag.default})" if len(models) > 1 and tag is not None else ""
-                rows.extend(_rows(sub, f"{path}.", label.strip(" ()")))
+                label = tag.default if len(models) > 1 and tag is not None else ""
+                rows.extend(_rows(sub, f"{path}.", label, frozenset(shared)))
             continue
-        if variant and name == "name":
+        if (variant and name == "name") or name in skip:
             continue
         description = (field.description or "").replace("|", "\\|")
         where = f" *({variant})*" if variant else ""
@@ -71,5 +86,22 @@ def scenario_reference() -> str:
     return "\n".join([header, *_rows(Scenario, "")])
 
 
+START, END = "<!-- scenario-reference:start -->", "<!-- scenario-reference:end -->"
+
+
+def with_reference(readme: str) -> str:
+    """``readme`` with the text between the reference markers replaced by the current table."""
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{scenario_reference()}\n{END}{tail}"
+
+
 if __name__ == "__main__":
-    print(scenario_reference())
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:2] == ["--write"]:
+        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        path.write_text(with_reference(path.read_text()))
+    else:
+        print(scenario_reference())

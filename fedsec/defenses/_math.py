@@ -31,11 +31,6 @@ def clip_factors(norms: Tensor, bound: Tensor | float) -> Tensor:
     return (bound / norms.clamp_min(TINY)).clamp(max=1.0)
 
 
-def clip_rows(x: Tensor, bound: Tensor | float) -> Tensor:
-    """Rows of ``x`` scaled down so that none has a Euclidean norm above ``bound``."""
-    return x * clip_factors(row_norms(x), bound).unsqueeze(1)
-
-
 def gram_and_sq_norms(x: Tensor) -> tuple[Tensor, Tensor]:
     """Gram matrix ``x x^T`` (n, n) and the squared row norms (its diagonal), from one product."""
     gram = x @ x.T

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from fedsec.defenses._math import random_coordinates
+from fedsec.defenses._math import TINY, random_coordinates
 from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, register
 
 
@@ -53,5 +53,5 @@ class DnC(Defense):
             total += score
             if removed > 0:
                 keep.index_fill_(0, score.topk(removed).indices, False)
-        score = total / total.max().clamp_min(1e-12)
+        score = total / total.max().clamp_min(TINY)
         return Decision(keep=keep, score=score, info={"removed_per_iteration": removed})

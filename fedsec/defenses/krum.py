@@ -17,7 +17,7 @@ class KrumParams(DefenseParams):
 
 @register("krum")
 class Krum(Defense):
-    """Keep the one row whose ``n - f - 2`` nearest neighbours are closest (squared L2).
+    """Keep the one row whose ``max(1, n - f - 2)`` nearest neighbours are closest (squared L2).
 
     Score: the Krum score (sum of squared distances to those neighbours); lower is more
     central. Only the chosen row stays accepted. Example counts are ignored.
@@ -31,4 +31,5 @@ class Krum(Defense):
         scores = krum_scores(pairwise_sq_distances(batch.updates), self.params.f)
         best = scores.argmin()
         keep = torch.zeros_like(batch.accepted).index_fill_(0, best, True)
-        return Decision(aggregate=batch.updates[best], keep=keep, score=scores)
+        chosen = batch.updates.index_select(0, best.unsqueeze(0)).squeeze(0)
+        return Decision(aggregate=chosen, keep=keep, score=scores)

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from fedsec.defenses._math import clip_factors, random_coordinates, row_norms
+from fedsec.defenses._math import TINY, clip_factors, random_coordinates, row_norms
 from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, register
 
 
@@ -74,7 +74,7 @@ class SignGuard(Defense):
         rows, d = batch.updates, batch.d
         norms = row_norms(rows)
         median = norms.median()
-        ratio = norms / median.clamp_min(1e-12)
+        ratio = norms / median.clamp_min(TINY)
         norm_ok = (ratio >= self.params.lower) & (ratio <= self.params.upper)
 
         k = math.ceil(self.params.coordinate_fraction * d)
