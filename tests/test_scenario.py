@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from fedsec.cli import app
-from fedsec.scenario import ScenarioError, apply_overrides, load_scenario, parse_scenario
+from fedsec.scenario import Scenario, ScenarioError, apply_overrides, load_scenario, parse_scenario, to_yaml
 
 BAD = sorted((Path(__file__).parent / "scenarios_bad").glob("*.yaml"))
 SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios").rglob("*.yaml"))
@@ -96,3 +97,12 @@ def test_override_without_equals_sign() -> None:
 def test_fraction_resolves_clients_per_round() -> None:
     scenario = parse_scenario({"name": "x", "data": {"num_clients": 50}, "sampling": {"fraction": 0.1}})
     assert scenario.clients_per_round == 5
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_resolved_scenarios_round_trip(path: Path) -> None:
+    """What the server sends to clients (JSON) and writes to the run directory (YAML) reloads
+    to the same scenario."""
+    scenario = load_scenario(path)
+    assert Scenario.model_validate_json(scenario.model_dump_json()) == scenario
+    assert parse_scenario(yaml.safe_load(to_yaml(scenario))) == scenario

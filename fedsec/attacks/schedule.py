@@ -28,7 +28,8 @@ class AttackSchedule(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.single_shot is not None and self.model_fields_set & {"start_round", "end_round", "every"}:
+        windowed = self.start_round != 1 or self.end_round is not None or self.every != 1
+        if self.single_shot is not None and windowed:
             raise ValueError("single_shot excludes start_round, end_round and every")
         if self.end_round is not None and self.end_round < self.start_round:
             raise ValueError(f"end_round {self.end_round} is before start_round {self.start_round}")
