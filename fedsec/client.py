@@ -49,12 +49,16 @@ class LocalTrainer:
     ) -> LocalUpdate:
         """Train ``partition``'s data from ``global_vector``; the seed depends on (seed, round, partition)
         only, so the update is the same in whichever process computes it."""
+        x, y = self.data.client(partition)
         seed = client_seed(self.scenario.seed, round_number, partition)
+        return self.train_on(x, y, seed, global_vector, cfg or self.scenario.client, hooks)
+
+    def train_on(
+        self, x: torch.Tensor, y: torch.Tensor, seed: int, global_vector: torch.Tensor,
+        cfg: ClientConfig, hooks: TrainingHooks = TrainingHooks(),
+    ) -> LocalUpdate:
+        """Train on (x, y) from ``global_vector`` with all randomness drawn from ``seed``."""
         torch.manual_seed(seed)
         load_vector(self.model, global_vector)
-        x, y = self.data.client(partition)
-        result = train_local(
-            self.model, x, y, cfg or self.scenario.client, torch.Generator().manual_seed(seed),
-            self.device, hooks,
-        )
+        result = train_local(self.model, x, y, cfg, torch.Generator().manual_seed(seed), self.device, hooks)
         return LocalUpdate(model_vector(self.model) - global_vector, result)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from fedsec.attacks import DATA_ATTACKS, MODEL_ATTACKS, AttackSchedule, malicious_clients, params_union
+from fedsec.defenses import DEFENSES, build_pipeline
 
 
 class ScenarioError(Exception):
@@ -232,6 +233,28 @@ class AttackConfig(Section):
         )
 
 
+def _defense_spec(name: str) -> type[BaseModel]:
+    """The defense's Params with a ``name`` tag, so that a list of stages is a tagged union."""
+    params = DEFENSES.get(name).Params
+    return create_model(
+        f"{params.__name__}_{name}", __base__=params,
+        name=(Literal[name], Field(description="Registered name of the defense stage.")),
+    )
+
+
+DefenseSpec = Annotated[
+    Union[tuple(_defense_spec(name) for name in DEFENSES.names())],  # noqa: UP007 (runtime tuple)
+    Field(discriminator="name"),
+]
+
+
+class RootDataConfig(Section):
+    """A small clean dataset the server itself holds (declared here, used by FLTrust)."""
+
+    samples: int = Field(100, ge=1, description="Examples drawn (with the seed) from the training set.")
+    local_epochs: int = Field(1, ge=1, description="Epochs of the server's own update on them per round.")
+
+
 class OutputConfig(Section):
     """Where the run directory goes and what it keeps."""
 
@@ -253,6 +276,13 @@ class Scenario(Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     attack: AttackConfig | None = Field(None, description="Malicious clients (none: all honest).")
+    defenses: list[DefenseSpec] = Field(
+        default_factory=list,
+        description="Server defense stages, applied in order (empty: FedAvg).",
+    )
+    root_data: RootDataConfig | None = Field(
+        None, description="The server's clean root dataset (needed by fltrust)."
+    )
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -273,6 +303,20 @@ class Scenario(Section):
             outside = [i for i in self.attack.ids if not 0 <= i < n]
             if outside:
                 raise ValueError(f"attack.ids: {outside} are not client ids 0..{n - 1}")
+        try:
+            build_pipeline([spec.model_dump() for spec in self.defenses])
+        except ValueError as exc:
+            raise ValueError(f"defenses: {exc}") from None
+        if any(spec.name == "fltrust" for spec in self.defenses) and self.root_data is None:
+            raise ValueError("root_data: fltrust needs the server's root dataset (add a root_data section)")
+        for i, spec in enumerate(self.defenses):
+            f = getattr(spec, "f", None)
+            needed = {"bulyan": 4, "krum": 2, "multi-krum": 2}.get(spec.name)
+            if needed and f is not None and self.clients_per_round < needed * f + 3:
+                raise ValueError(
+                    f"defenses.{i}.f: {spec.name} with f={f} needs at least {needed * f + 3} clients per "
+                    f"round, the scenario samples {self.clients_per_round}"
+                )
         if self.model.name == "resnet18" and self.data.dataset != "cifar10":
             raise ValueError("model.name: resnet18 expects 32x32 colour images (data.dataset: cifar10)")
         return self
@@ -295,7 +339,7 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
 
 # pydantic puts the chosen variant's tag in an error's location; users never wrote it.
 _DISCRIMINATOR_TAGS = {"iid", "dirichlet", "pathological", "shard", "size-skewed",
-                       *DATA_ATTACKS.names(), *MODEL_ATTACKS.names()}
+                       *DATA_ATTACKS.names(), *MODEL_ATTACKS.names(), *DEFENSES.names()}
 
 
 def _format_error(error: dict[str, Any]) -> str:

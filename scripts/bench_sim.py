@@ -34,7 +34,7 @@ def plain_loop(scenario_path: str, overrides: list[str], out: Path) -> None:
     from fedsec.client import LocalTrainer
     from fedsec.evaluation import Evaluator
     from fedsec.federated_data import federated_data
-    from fedsec.fl.server import sample_clients, weighted_mean
+    from fedsec.fl.server import sample_clients
     from fedsec.models import build_model
     from fedsec.params import load_vector, model_vector
     from fedsec.scenario import load_scenario
@@ -54,7 +54,8 @@ def plain_loop(scenario_path: str, overrides: list[str], out: Path) -> None:
         local = [trainer.train(p, rnd, global_vector)
                  for p in sample_clients(s.seed, rnd, s.data.num_clients, s.clients_per_round)]
         weights = torch.tensor([float(u.result.num_examples) for u in local], device=device)
-        global_vector = global_vector + s.server.lr * weighted_mean(torch.stack([u.update for u in local]), weights)
+        fedavg = (weights / weights.sum()) @ torch.stack([u.update for u in local])
+        global_vector = global_vector + s.server.lr * fedavg
         if rnd % s.evaluation.every == 0 or rnd == s.rounds:
             load_vector(server_model, global_vector)
             mas.append(evaluator(server_model)["ma"])

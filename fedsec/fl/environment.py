@@ -19,11 +19,19 @@ ENVIRONMENT = {
 }
 
 
-class _DropDeprecationNotices(logging.Filter):
-    """Flower warns on every run that ``run_simulation`` is deprecated; the notice is not ours."""
+class _QuietFlowerLogs(logging.Filter):
+    """Drop Flower's per-run deprecation notice for ``run_simulation`` and shorten a failed
+    client's traceback to its last line: the server records every failure with its reason in
+    clients.jsonl, so a crashing client must not flood the terminal."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "DEPRECATED FEATURE" not in record.getMessage()
+        message = record.getMessage()
+        if "DEPRECATED FEATURE" in message:
+            return False
+        if record.levelno >= logging.ERROR and "\n" in message:
+            lines = [line.strip() for line in message.splitlines() if line.strip()]
+            record.msg, record.args = f"client failed: {lines[-1]}", ()
+        return True
 
 
 def configure_environment(quiet: bool = True) -> None:
@@ -33,7 +41,7 @@ def configure_environment(quiet: bool = True) -> None:
     if quiet:
         flwr_logger = logging.getLogger("flwr")
         flwr_logger.setLevel(logging.WARNING)
-        flwr_logger.addFilter(_DropDeprecationNotices())
+        flwr_logger.addFilter(_QuietFlowerLogs())
 
 
 def ray_init_args(address: str | None) -> dict[str, object]:

@@ -16,6 +16,8 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from fedsec.adversary import attack_active
+from fedsec.client import LocalTrainer, client_seed
+from fedsec.defenses import UpdateBatch, build_pipeline
 from fedsec.evaluation import Evaluator
 from fedsec.federated_data import FederatedData, federated_data
 from fedsec.fl.protocol import (
@@ -50,9 +52,23 @@ def sample_clients(seed: int, round_number: int, num_clients: int, per_round: in
     return sorted(int(c) for c in rng.choice(num_clients, size=per_round, replace=False))
 
 
-def weighted_mean(updates: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """FedAvg's aggregate: the example-weighted mean of the rows of ``updates``."""
-    return (weights / weights.sum()) @ updates
+def detection_metrics(clients: list[dict[str, Any]]) -> dict[str, Any]:
+    """Confusion counts of a round: positives are clients that attacked this round, flagged
+    ones are those the validation or the defense did not accept (DESIGN §6)."""
+    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for c in clients:
+        flagged = c.get("accepted") is False
+        counts[("tp" if flagged else "fn") if c["attacked"] else ("fp" if flagged else "tn")] += 1
+    return {**counts, **detection_rates(**counts)}
+
+
+def detection_rates(tp: int, fp: int, fn: int, tn: int) -> dict[str, float | None]:
+    """Precision, recall (TPR), FPR and F1 from confusion counts; None where undefined."""
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    fpr = fp / (fp + tn) if fp + tn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    return {"precision": precision, "recall": recall, "fpr": fpr, "f1": f1}
 
 
 def _update_bytes(reply: Message) -> int:
@@ -79,6 +95,8 @@ class FederationServer:
         self.global_vector = model_vector(self.model)
         self.evaluator = Evaluator(dataset, scenario, self.device)
         self.scenario_json = scenario.model_dump_json()
+        self.pipeline = build_pipeline([spec.model_dump() for spec in scenario.defenses])
+        self.root_trainer: LocalTrainer | None = None
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -141,11 +159,31 @@ class FederationServer:
             (valid if isinstance(checked, ValidReply) else rejected).append(checked)
         return sorted(valid, key=lambda r: r.partition), sorted(rejected, key=lambda r: r.partition)
 
-    def aggregate(self, valid: list[ValidReply]) -> torch.Tensor:
-        """The aggregate update of the validated replies (example-weighted mean)."""
-        updates = torch.stack([r.update for r in valid]).to(self.device)
-        weights = torch.tensor([float(r.num_examples) for r in valid], device=self.device)
-        return weighted_mean(updates, weights)
+    def root_update(self, round_number: int) -> torch.Tensor | None:
+        """The server's own update on its root dataset (FLTrust's reference), when declared."""
+        root = self.scenario.root_data
+        if root is None:
+            return None
+        if self.root_trainer is None:
+            self.root_trainer = LocalTrainer(self.scenario, self.data, self.device)
+            rng = np.random.default_rng([self.scenario.seed, 0x5EED])
+            index = torch.from_numpy(rng.choice(len(self.data.dataset.train_y), root.samples, replace=False))
+            self.root_xy = (self.data.dataset.train_x[index], self.data.dataset.train_y[index])
+        cfg = self.scenario.client.model_copy(update={"local_epochs": root.local_epochs})
+        seed = client_seed(self.scenario.seed, round_number, -1)
+        return self.root_trainer.train_on(*self.root_xy, seed, self.global_vector, cfg).update
+
+    def update_batch(self, round_number: int, valid: list[ValidReply], senders: list[int]) -> UpdateBatch:
+        """What the defense pipeline sees: updates, example counts, the global model, the root
+        update, the round's generator and opaque sender handles (never partitions or roles)."""
+        return UpdateBatch.of(
+            torch.stack([r.update for r in valid]).to(self.device),
+            torch.tensor([float(r.num_examples) for r in valid], device=self.device),
+            self.global_vector,
+            server_update=self.root_update(round_number),
+            generator=torch.Generator().manual_seed(client_seed(self.scenario.seed, round_number, -2)),
+            senders=torch.tensor(senders, dtype=torch.int64, device=self.device),
+        )
 
     def run_round(self, round_number: int, nodes: dict[int, int]) -> dict[str, Any]:
         """One full round; returns its record (also appended to metrics.jsonl)."""
@@ -166,24 +204,37 @@ class FederationServer:
             "bytes_down": bytes_down,
             "bytes_up": sum(_update_bytes(m) for m in replies),
         }
+        decided: UpdateBatch | None = None
         if len(valid) < s.sampling.min_clients:
             record["skipped"] = f"{len(valid)} valid replies, fewer than sampling.min_clients={s.sampling.min_clients}"
         else:
             t = time.perf_counter()
-            self.global_vector = self.global_vector + s.server.lr * self.aggregate(valid)
-            record["aggregate_s"] = time.perf_counter() - t
+            batch = self.update_batch(round_number, valid, [self.sender_handles[nodes[r.partition]] for r in valid])
+            try:
+                decided = self.pipeline(batch)
+            except ValueError as exc:  # e.g. Bulyan left with fewer than 4f + 3 valid replies
+                record["skipped"] = f"defense: {exc}"
+            else:
+                self.global_vector = self.global_vector + s.server.lr * decided.aggregate
+                record["aggregate_s"] = time.perf_counter() - t
+                record["accepted"] = int(decided.accepted.sum())
         if round_number % s.evaluation.every == 0 or round_number == s.rounds:
             t = time.perf_counter()
             load_vector(self.model, self.global_vector)
             record.update(self.evaluator(self.model))
             record["eval_s"] = time.perf_counter() - t
+        clients = self.client_records(round_number, valid, rejected, decided)
+        record.update(detection_metrics(clients))
         record["round_s"] = time.perf_counter() - started
         self.run_dir.append_round(record)
-        self.run_dir.append_clients(self.client_records(round_number, valid, rejected))
+        self.run_dir.append_clients(clients)
         return record
 
-    def client_records(self, round_number: int, valid: list[ValidReply], rejected: list[RejectedReply]) -> list[dict[str, Any]]:
-        """Per-client lines of clients.jsonl, with the evaluator's view of each client's role."""
+    def client_records(
+        self, round_number: int, valid: list[ValidReply], rejected: list[RejectedReply], decided: UpdateBatch | None
+    ) -> list[dict[str, Any]]:
+        """Per-client lines of clients.jsonl: the defense's decision and scores, and the evaluator's
+        view of each client's role (added here, after the defense has decided)."""
         s = self.scenario
         malicious = s.attack.malicious(s.data.num_clients, s.seed, round_number) if s.attack else frozenset()
 
@@ -191,14 +242,20 @@ class FederationServer:
             return {"role": "malicious" if partition in malicious else "benign",
                     "attacked": attack_active(s, partition, round_number)}
 
-        return [
-            {"round": round_number, "client": r.partition, **role(r.partition), "accepted": True,
-             "num_examples": r.num_examples, "train_loss": r.metrics.get("train_loss"), "train_s": r.metrics.get("train_s")}
-            for r in valid
-        ] + [
+        records = []
+        for i, r in enumerate(valid):
+            record = {"round": round_number, "client": r.partition, **role(r.partition),
+                      "num_examples": r.num_examples, "train_loss": r.metrics.get("train_loss"),
+                      "train_s": r.metrics.get("train_s")}
+            if decided is not None:
+                record["accepted"] = bool(decided.accepted[i])
+                record["scores"] = {stage: float(score[i]) for stage, score in decided.scores.items()}
+            records.append(record)
+        records += [
             {"round": round_number, "client": r.partition, **role(r.partition), "accepted": False, "reason": r.reason}
             for r in rejected
         ]
+        return records
 
     # -- whole run ----------------------------------------------------------------------------
 
@@ -207,6 +264,9 @@ class FederationServer:
         started = time.perf_counter()
         self.write_partitions()
         nodes = self.discover_nodes()
+        # Defenses that keep per-sender history (FoolsGold) get small opaque handles instead of
+        # transport node ids: the node's rank among the connected nodes' random ids.
+        self.sender_handles = {node: rank for rank, node in enumerate(sorted(nodes.values()))}
         records = []
         with RoundReporter(self.scenario.rounds, self.scenario.name, enabled=self.show_progress) as reporter:
             for round_number in range(1, self.scenario.rounds + 1):
@@ -239,6 +299,7 @@ class FederationServer:
             "loss": last.get("loss"),
             "best_ma": max((r["ma"] for r in evaluated), default=None),
             **self.attack_summary(evaluated),
+            **detection_rates(**{k: sum(r[k] for r in records) for k in ("tp", "fp", "fn", "tn")}),
             "skipped_rounds": sum(1 for r in records if "skipped" in r),
             "rejected": sum(r["rejected"] for r in records),
             "missing": sum(r["missing"] for r in records),
