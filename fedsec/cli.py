@@ -89,7 +89,8 @@ def run(
                if ma is not None else f"finished {summary['rounds']} rounds")
 
 
-SUMMARY_COLUMNS = ("rounds", "ma", "best_ma", "asr", "max_asr", "durability", "rejected", "wall_s")
+SUMMARY_COLUMNS = ("rounds", "ma", "best_ma", "asr", "max_asr", "durability", "recall", "fpr", "rejected", "wall_s")
+PERCENT_COLUMNS = {"ma", "best_ma", "asr", "max_asr", "recall", "fpr"}
 
 
 @app.command()
@@ -119,7 +120,7 @@ def summary(
 def _cell(value: object, key: str) -> str:
     if value is None:
         return "–"
-    if key in ("ma", "best_ma", "asr", "max_asr") and isinstance(value, float):
+    if key in PERCENT_COLUMNS and isinstance(value, (int, float)):
         return f"{value:.2%}"
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 

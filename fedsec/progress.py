@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 # (record key, column width, format of a present value)
-COLUMNS = (("round", 5, "{}"), ("ma", 8, "{:.2%}"), ("loss", 7, "{:.3f}"), ("replies", 7, "{}"),
-           ("rejected", 8, "{}"), ("round_s", 8, "{:.2f}"))
+COLUMNS = (("round", 5, "{}"), ("ma", 8, "{:.2%}"), ("asr", 8, "{:.2%}"), ("loss", 7, "{:.3f}"),
+           ("replies", 7, "{}"), ("rejected", 8, "{}"), ("accepted", 8, "{}"), ("round_s", 8, "{:.2f}"))
 
 
 def _cell(value: Any, width: int, fmt: str) -> str:

@@ -66,3 +66,24 @@ def test_same_seed_gives_identical_results(two_runs: list[tuple[RunDirectory, di
     assert [r["loss"] for r in first.rounds()] == [r["loss"] for r in second.rounds()]
     a, b = (torch.load(d.file(MODEL_FILE))["state_dict"] for d in (first, second))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_attack_and_defense_are_scored_by_the_evaluator(tmp_path: Path) -> None:
+    """Two sign-flipping clients against norm clipping + Krum: every round records detection
+    counts, per-client roles, decisions and stage scores; Krum keeps the model learning."""
+    run_dir, summary = run_small(
+        tmp_path,
+        rounds=3,
+        sampling={"clients_per_round": 6},
+        attack={"ids": [0, 1], "model": {"name": "sign-flip", "scale": 5.0}},
+        defenses=[{"name": "norm-clipping"}, {"name": "krum", "f": 1}],
+    )
+    for record in run_dir.rounds():
+        assert record["tp"] + record["fn"] == 2 and record["fp"] + record["tn"] == 4
+        assert record["accepted"] == 1  # Krum keeps one update
+    clients = read_jsonl(run_dir.file(CLIENTS_FILE))
+    attackers = [c for c in clients if c["role"] == "malicious"]
+    assert len(attackers) == 6 and all(c["attacked"] and not c["accepted"] for c in attackers)
+    assert all(set(c["scores"]) == {"norm-clipping", "krum"} for c in clients)
+    assert summary["recall"] == 1.0 and summary["precision"] < 1.0
+    assert summary["ma"] > 0.6
