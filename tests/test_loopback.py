@@ -1,0 +1,53 @@
+"""A simulation listens on loopback only and leaves no process running (DESIGN §10)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[1]
+LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::ffff:127\.\d+\.\d+\.\d+\]|\[::1\]):\d+$")
+
+
+def group_pids(pgid: int) -> set[int]:
+    listing = subprocess.run(["ps", "-o", "pid=,stat=", "-g", str(pgid)], capture_output=True, text=True).stdout
+    return {int(pid) for pid, stat in (line.split() for line in listing.splitlines()) if not stat.startswith("Z")}
+
+
+def listening_addresses(pids: set[int]) -> set[str]:
+    """Local addresses of the TCP/UDP sockets these processes listen on."""
+    lines = subprocess.run(["ss", "-ltunpH"], capture_output=True, text=True).stdout.splitlines()
+    found = set()
+    for line in lines:
+        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            found.add(line.split()[4])
+    return found
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_simulation_listens_on_loopback_only_and_stops_everything(tmp_path: Path) -> None:
+    scenario = tmp_path / "net.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "name": "net", "rounds": 4, "data": {"dataset": "digits", "num_clients": 4},
+        "model": {"name": "mlp"}, "resources": {"device": "cpu"}, "output": {"dir": str(tmp_path / "runs")},
+    }))
+    process = subprocess.Popen([str(ROOT / ".venv/bin/fedsec"), "run", str(scenario), "--quiet"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    seen: set[str] = set()
+    while process.poll() is None:
+        seen |= listening_addresses(group_pids(process.pid))
+        time.sleep(0.3)
+    assert process.returncode == 0
+    assert seen, "no listening socket was observed (Ray must have run)"
+    assert all(LOOPBACK.match(address) for address in seen), seen
+    deadline = time.time() + 10
+    while group_pids(process.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert group_pids(process.pid) == set()
