@@ -49,7 +49,7 @@ def run_cell(attack: str, defense: str, rounds: int, out: Path) -> Path:
     scenario = "scenarios/fmnist-fedavg.yaml" if attack == ATTACK_FREE else f"scenarios/attacks/{attack}.yaml"
     command = [sys.executable, "-m", "fedsec", "run", scenario, "--quiet",
                f"--set=rounds={rounds}", f"--set=output.dir={parent}",
-               f"--set=defenses={DEFENSES[defense]}", f"--set=name={attack}-{defense}"]
+               f"--set=defenses={DEFENSES[defense]}", f"--set=name={attack}-{defense.replace('+', '-')}"]
     if defense == "fltrust":
         command.append("--set=root_data={samples: 100}")
     print(f"running {attack} x {defense}", file=sys.stderr, flush=True)
