@@ -3,30 +3,48 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
-FLOWER_PROCESSES = "flower-superlink|flower-superexec|flwr-simulation|flwr-serverapp|raylet|gcs_server"
 
 
-def live_flower_pids() -> set[str]:
-    found = subprocess.run(["pgrep", "-f", FLOWER_PROCESSES], capture_output=True, text=True)
-    return set(found.stdout.split())
+def live_pids_tagged(tag: str) -> set[int]:
+    """Live (non-zombie) processes whose environment carries FEDSEC_TEST_TAG=tag: everything the
+    script started, however deep (SuperLink, SuperExec, simulation, Ray), and nothing else."""
+    marker = f"FEDSEC_TEST_TAG={tag}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            tagged = marker in (entry / "environ").read_bytes().split(b"\0")
+            zombie = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            continue
+        if tagged and not zombie:
+            found.add(int(entry.name))
+    return found
 
 
 def test_flwr_run_local_runs_and_leaves_no_process(tmp_path: Path) -> None:
-    before = live_flower_pids()
+    tag = uuid.uuid4().hex
     overrides = f"rounds=2;data.dataset=digits;model.name=mlp;data.num_clients=5;sampling.clients_per_round=3;output.dir={tmp_path}"
     result = subprocess.run(
         ["bash", "scripts/flwr_run_local.sh", "scenarios/quickstart.yaml", overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "FEDSEC_TEST_TAG": tag},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (run_dir,) = tmp_path.iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rounds"] == 2 and summary["ma"] > 0.2
-    assert live_flower_pids() - before == set()
+    deadline = time.time() + 10
+    while live_pids_tagged(tag) and time.time() < deadline:
+        time.sleep(0.2)
+    assert live_pids_tagged(tag) == set()
 
 
 def test_flwr_run_local_rejects_bad_scenario() -> None:
