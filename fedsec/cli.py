@@ -18,35 +18,37 @@ err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 
 
-def _fail(lines: list[str], prefix: str = "") -> typer.Exit:
+def _fail(lines: list[str]) -> typer.Exit:
     for line in lines:
-        err.print(f"{prefix}{line}", markup=False, highlight=False, soft_wrap=True)
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _located(path: Path, lines: list[str]) -> list[str]:
+    """Problem lines prefixed with the file they are about (unless they already name it)."""
+    return [line if line.startswith(str(path)) else f"{path}: {line}" for line in lines]
 
 
 def _load_or_exit(file: Path, overrides: list[str] | None) -> Scenario:
     try:
         return load_scenario(file, overrides or [])
     except ScenarioError as exc:
-        raise _fail(exc.lines, prefix="" if exc.lines[0].startswith(str(file)) else f"{file}: ") from None
+        raise _fail(_located(file, exc.lines)) from None
 
 
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Scenario files to check.")]) -> None:
     """Check scenario files; one line per problem (naming the field), exit 2 if any."""
-    failed = False
+    problems = []
     for path in files:
         try:
             load_scenario(path)
         except ScenarioError as exc:
-            failed = True
-            for line in exc.lines:
-                err.print(line if line.startswith(str(path)) else f"{path}: {line}",
-                          markup=False, highlight=False, soft_wrap=True)
+            problems += _located(path, exc.lines)
         else:
             typer.echo(f"{path}: ok")
-    if failed:
-        raise typer.Exit(EXIT_BAD_INPUT)
+    if problems:
+        raise _fail(problems)
 
 
 @app.command()

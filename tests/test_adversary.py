@@ -14,6 +14,7 @@ from fedsec.fl.protocol import (
     CONFIG_RECORD, MODEL_RECORD, ROUND_KEY, SAMPLED_KEY, SCENARIO_KEY, UPDATE_RECORD, record_vector, vector_record,
 )
 from fedsec.fl.server import sample_clients
+from fedsec.params import model_vector
 from fedsec.scenario import Scenario, load_scenario, parse_scenario
 
 BASE = {
@@ -34,8 +35,7 @@ def trainer_for(s: Scenario) -> LocalTrainer:
 
 
 def global_vector(trainer: LocalTrainer) -> torch.Tensor:
-    torch.manual_seed(0)
-    return torch.cat([p.detach().reshape(-1) for p in trainer.model.state_dict().values()]) * 0 + 0.01
+    return torch.full_like(model_vector(trainer.model), 0.01)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,6 @@ import torch
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from fedsec.adversary import attack_active
 from fedsec.client import LocalTrainer, client_seed
 from fedsec.defenses import UpdateBatch, build_pipeline
 from fedsec.evaluation import Evaluator
@@ -237,10 +236,11 @@ class FederationServer:
         view of each client's role (added here, after the defense has decided)."""
         s = self.scenario
         malicious = s.attack.malicious(s.data.num_clients, s.seed, round_number) if s.attack else frozenset()
+        active = s.attack is not None and s.attack.schedule.active(round_number)
 
         def role(partition: int) -> dict[str, Any]:
             return {"role": "malicious" if partition in malicious else "benign",
-                    "attacked": attack_active(s, partition, round_number)}
+                    "attacked": active and partition in malicious}
 
         records = []
         for i, r in enumerate(valid):
