@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fedsec.experiments import commands as experiments
 from fedsec.scenario import Scenario, ScenarioError, load_scenario, to_yaml
+from fedsec.watermark import commands as watermark
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fedsec: a federated-learning security testbed on Flower.")
@@ -72,18 +74,31 @@ def resolve(
 
 @app.command()
 def run(
-    file: Annotated[Path, typer.Argument(help="Scenario file (YAML).")],
+    file: Annotated[Path | None, typer.Argument(help="Scenario file (YAML).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: key.path=value (repeatable).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this run directory from its last checkpoint.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
-    """Run one scenario as a Flower simulation and write its run directory."""
-    scenario = _load_or_exit(file, set_)
+    """Run one scenario as a Flower simulation and write its run directory (or resume one)."""
+    from fedsec.results import SCENARIO_FILE, SUMMARY_FILE, RunDirectory, write_atomic
+
+    if (file is None) == (resume is None):
+        raise _fail(["give a scenario file or --resume RUN_DIR (not both)"])
+    if resume is not None:
+        if set_:
+            raise _fail(["--set: a resumed run keeps its scenario.yaml; overrides are not allowed"])
+        run_dir = RunDirectory(resume)
+        scenario = _load_or_exit(run_dir.file(SCENARIO_FILE), None)
+        if run_dir.file(SUMMARY_FILE).exists():
+            typer.echo(f"{resume}: already finished ({SUMMARY_FILE} exists)")
+            return
+    else:
+        scenario = _load_or_exit(file, set_)
+        run_dir = RunDirectory.create(scenario.output.dir, scenario.name)
+        write_atomic(run_dir.file(SCENARIO_FILE), to_yaml(scenario))
 
     from fedsec.fl.simulation import simulate
-    from fedsec.results import SCENARIO_FILE, RunDirectory, write_atomic
 
-    run_dir = RunDirectory.create(scenario.output.dir, scenario.name)
-    write_atomic(run_dir.file(SCENARIO_FILE), to_yaml(scenario))
     typer.echo(f"run directory: {run_dir.path}")
     summary = simulate(scenario, run_dir, show_progress=not quiet)
     ma = summary.get("ma")
@@ -125,6 +140,14 @@ def _cell(value: object, key: str) -> str:
     if key in PERCENT_COLUMNS and isinstance(value, (int, float)):
         return f"{value:.2%}"
     return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+app.command()(experiments.sweep)
+app.command()(experiments.report)
+app.command()(experiments.game)
+app.command("verify")(watermark.verify)
+app.command("attack-watermark")(watermark.attack_watermark)
+app.command("watermark-plot")(watermark.watermark_plot)
 
 
 def main() -> None:

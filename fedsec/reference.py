@@ -62,8 +62,8 @@ def _rows(model: type[BaseModel], prefix: str, variant: str = "", skip: frozense
             shared: set[str] = set()
             if len(models) > 1:
                 tags = " \\| ".join(f"`{m.model_fields['name'].default}`" for m in models)
-                chosen = field.get_default(call_default_factory=True)
-                default = f"`{chosen.name}`" if chosen is not None else "none"
+                chosen = None if field.is_required() else field.get_default(call_default_factory=True)
+                default = "required" if field.is_required() else f"`{chosen.name}`" if chosen is not None else "none"
                 rows.append(f"| `{path}.name` | {tags} | {default} | {field.description or 'Which variant.'} |")
                 shared = _shared_fields(models)
                 rows.extend(r for r in _rows(models[0], f"{path}.") if r.split("`")[1].rsplit(".", 1)[-1] in shared)

@@ -115,3 +115,13 @@ class RunDirectory:
     def rounds(self) -> list[dict[str, Any]]:
         """The round records written so far."""
         return read_jsonl(self.file(METRICS_FILE))
+
+    def drop_records_after(self, last_round: int) -> None:
+        """Remove records of rounds after ``last_round`` from the JSONL files (a resumed run
+        repeats those rounds); earlier records are rewritten unchanged, atomically."""
+        for name in (METRICS_FILE, CLIENTS_FILE):
+            path = self.file(name)
+            kept = [r for r in read_jsonl(path) if r["round"] <= last_round]
+            lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept)
+            if path.exists():
+                write_atomic(path, lines)

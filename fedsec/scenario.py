@@ -6,10 +6,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
-from fedsec.attacks import DATA_ATTACKS, MODEL_ATTACKS, AttackSchedule, malicious_clients, params_union
+from fedsec.attacks import (
+    DATA_ATTACKS,
+    MODEL_ATTACKS,
+    AttackSchedule,
+    malicious_clients,
+    params_union,
+)
+from fedsec.crypto.config import EncryptionConfig, encrypted_defense_problem
 from fedsec.defenses import DEFENSES, build_pipeline
+from fedsec.watermark import WATERMARKS, WatermarkConfig
 
 
 class ScenarioError(Exception):
@@ -185,6 +200,25 @@ class ServerConfig(Section):
     )
 
 
+class FaultsConfig(Section):
+    """Faults injected into the federation (all off by default)."""
+
+    dropout: float = Field(
+        0.0, ge=0, le=1, description="Probability that a sampled client never receives the round's message."
+    )
+    crash: float = Field(
+        0.0, ge=0, le=1, description="Probability that a client raises an exception instead of replying."
+    )
+    slow: float = Field(0.0, ge=0, le=1, description="Probability that a client is slow in a round.")
+    slow_delay_s: float = Field(0.0, ge=0, description="Seconds a slow client sleeps before replying.")
+
+    @model_validator(mode="after")
+    def _delay_given(self) -> FaultsConfig:
+        if self.slow > 0 and self.slow_delay_s == 0:
+            raise ValueError("slow > 0 needs slow_delay_s, the delay of slow clients in seconds")
+        return self
+
+
 DataAttackSpec = params_union(DATA_ATTACKS)
 ModelAttackSpec = params_union(MODEL_ATTACKS)
 
@@ -283,6 +317,11 @@ class Scenario(Section):
     root_data: RootDataConfig | None = Field(
         None, description="The server's clean root dataset (needed by fltrust)."
     )
+    faults: FaultsConfig = Field(default_factory=FaultsConfig)
+    watermark: WatermarkConfig | None = Field(
+        None, description="The model owner's watermark, embedded after aggregation (none: no watermark)."
+    )
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -319,6 +358,10 @@ class Scenario(Section):
                 )
         if self.model.name == "resnet18" and self.data.dataset != "cifar10":
             raise ValueError("model.name: resnet18 expects 32x32 colour images (data.dataset: cifar10)")
+        if self.encryption.enabled:
+            for i, spec in enumerate(self.defenses):
+                if problem := encrypted_defense_problem(i, spec.name):
+                    raise ValueError(problem)
         return self
 
     @property
@@ -339,7 +382,8 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
 
 # pydantic puts the chosen variant's tag in an error's location; users never wrote it.
 _DISCRIMINATOR_TAGS = {"iid", "dirichlet", "pathological", "shard", "size-skewed",
-                       *DATA_ATTACKS.names(), *MODEL_ATTACKS.names(), *DEFENSES.names()}
+                       *DATA_ATTACKS.names(), *MODEL_ATTACKS.names(), *DEFENSES.names(),
+                       *WATERMARKS.names()}
 
 
 def _format_error(error: dict[str, Any]) -> str:

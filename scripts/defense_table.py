@@ -7,6 +7,8 @@ interrupted table resumes. ``--attack none`` is the attack-free federation (``at
 which gives each defense's false-positive rate and its MA cost against FedAvg.
 
     .venv/bin/python scripts/defense_table.py --attack none --attack badnets --rounds 20
+    .venv/bin/python scripts/defense_table.py --attack badnets --attack model-replacement \
+        --attack alie --attack sign-flip --rounds 15 --set evaluation.every=5
 """
 
 from __future__ import annotations
@@ -38,23 +40,31 @@ DEFENSES: dict[str, str] = {
     "crfl": "[{name: crfl, rho: 25.0, sigma: 0.001}]",
 }
 ATTACK_FREE = "none"
+# Model replacement fires in round 10 (its attacker, client 0, is sampled in rounds 10, 17, 25
+# and 29 with seed 0) and the run stops there, so the table shows the model it produced.
+ATTACK_OVERRIDES: dict[str, list[str]] = {"model-replacement": ["rounds=10", "attack.schedule.single_shot=10"]}
 
 
-def run_cell(attack: str, defense: str, rounds: int, out: Path) -> Path:
+def run_cell(attack: str, defense: str, rounds: int, out: Path, overrides: list[str]) -> Path:
     """The run directory of one (attack, defense) cell, running it unless it already finished."""
     parent = out / attack / defense
     finished = [d for d in sorted(parent.glob("*")) if (d / "summary.json").exists()]
-    if finished:
-        return finished[-1]
+    # A run whose clients failed (e.g. Ray's out-of-memory killer on a crowded machine) is not
+    # the scenario's result: run the cell again.
+    complete = [d for d in finished if not json.loads((d / "summary.json").read_text()).get("failed")]
+    if complete:
+        return complete[-1]
     scenario = "scenarios/fmnist-fedavg.yaml" if attack == ATTACK_FREE else f"scenarios/attacks/{attack}.yaml"
     command = [sys.executable, "-m", "fedsec", "run", scenario, "--quiet",
                f"--set=rounds={rounds}", f"--set=output.dir={parent}",
                f"--set=defenses={DEFENSES[defense]}", f"--set=name={attack}-{defense.replace('+', '-')}"]
     if defense == "fltrust":
         command.append("--set=root_data={samples: 100}")
+    extra = ATTACK_OVERRIDES.get(attack, []) + overrides
+    command += [f"--set={o}" for o in extra]
     print(f"running {attack} x {defense}", file=sys.stderr, flush=True)
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return run_cell(attack, defense, rounds, out)
+    return run_cell(attack, defense, rounds, out, overrides)
 
 
 def percent(value: float | None) -> str:
@@ -68,6 +78,8 @@ def main() -> None:
     parser.add_argument("--defense", action="append", choices=sorted(DEFENSES), help="default: all")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "defense-table")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="scenario override for every cell, e.g. evaluation.every=5 (repeatable)")
     args = parser.parse_args()
     defenses = args.defense or list(DEFENSES)
     header = ["defense"] + [f"{a}: MA / ASR / recall / FPR (%)" for a in args.attack]
@@ -75,7 +87,7 @@ def main() -> None:
     for defense in defenses:
         cells = []
         for attack in args.attack:
-            summary = json.loads((run_cell(attack, defense, args.rounds, args.out) / "summary.json").read_text())
+            summary = json.loads((run_cell(attack, defense, args.rounds, args.out, args.overrides) / "summary.json").read_text())
             cells.append(" / ".join(percent(summary.get(k)) for k in ("ma", "asr", "recall", "fpr")))
         print(f"| {defense} | " + " | ".join(cells) + " |", flush=True)
 

@@ -13,6 +13,7 @@ overrides=${2:-}
 [ -x .venv/bin/fedsec ] || { echo "run scripts/test.sh or scripts/run.sh first (no .venv)" >&2; exit 2; }
 export PATH="$PWD/.venv/bin:$PATH"
 source scripts/_env.sh
+source scripts/_processes.sh
 
 # The federation needs one SuperNode per client partition; validate the scenario first (exit 2).
 set_args=(); IFS=';' read -ra pairs <<< "$overrides"
@@ -32,23 +33,8 @@ insecure = true
 TOML
 
 superlink_pid=""
-descendants() {  # every live descendant PID of $1, deepest first
-  local child
-  for child in $(pgrep -P "$1" 2>/dev/null || true); do
-    descendants "$child"
-    echo "$child"
-  done
-}
 stop_all() {
-  if [ -n "$superlink_pid" ] && kill -0 "$superlink_pid" 2>/dev/null; then
-    pids="$(descendants "$superlink_pid") $superlink_pid"
-    kill $pids 2>/dev/null || true
-    for _ in $(seq 50); do
-      alive=""; for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
-      [ -z "$alive" ] && break; sleep 0.2
-    done
-    [ -n "${alive:-}" ] && kill -9 $alive 2>/dev/null || true
-  fi
+  [ -n "$superlink_pid" ] && stop_trees "$superlink_pid"
   rm -rf "$FLWR_HOME"
 }
 trap stop_all EXIT INT TERM

@@ -9,25 +9,9 @@ import time
 import uuid
 from pathlib import Path
 
+from processes import live_pids_tagged
+
 ROOT = Path(__file__).parents[1]
-
-
-def live_pids_tagged(tag: str) -> set[int]:
-    """Live (non-zombie) processes whose environment carries FEDSEC_TEST_TAG=tag: everything the
-    script started, however deep (SuperLink, SuperExec, simulation, Ray), and nothing else."""
-    marker = f"FEDSEC_TEST_TAG={tag}".encode()
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            tagged = marker in (entry / "environ").read_bytes().split(b"\0")
-            zombie = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-        except OSError:
-            continue
-        if tagged and not zombie:
-            found.add(int(entry.name))
-    return found
 
 
 def test_flwr_run_local_runs_and_leaves_no_process(tmp_path: Path) -> None:

@@ -10,25 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from processes import LOOPBACK, listening_addresses
 
 ROOT = Path(__file__).parents[1]
-LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::ffff:127\.\d+\.\d+\.\d+\]|\[::1\]):\d+$")
-
-
 def group_pids(pgid: int) -> set[int]:
     listing = subprocess.run(["ps", "-o", "pid=,stat=", "-g", str(pgid)], capture_output=True, text=True).stdout
     return {int(pid) for pid, stat in (line.split() for line in listing.splitlines()) if not stat.startswith("Z")}
-
-
-def listening_addresses(pids: set[int]) -> set[str]:
-    """Local addresses of the TCP/UDP sockets these processes listen on."""
-    lines = subprocess.run(["ss", "-ltunpH"], capture_output=True, text=True).stdout.splitlines()
-    found = set()
-    for line in lines:
-        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
-        if owners & pids:
-            found.add(line.split()[4])
-    return found
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")

@@ -29,7 +29,7 @@ def reply(update: ArrayRecord | None = None, metrics: dict | None = None) -> Mes
     if update is not None:
         content[UPDATE_RECORD] = update
     if metrics is not False:
-        content[METRICS_RECORD] = MetricRecord(metrics or {PARTITION_KEY: 3, NUM_EXAMPLES_KEY: 100})
+        content[METRICS_RECORD] = MetricRecord(metrics or {PARTITION_KEY: 3, NUM_EXAMPLES_KEY: 100, "train_s": 1.0})
     return Message(content, dst_node_id=1, message_type="train")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from pydantic import Field
@@ -16,7 +18,8 @@ class Flame(Defense):
     """Keep the largest HDBSCAN cluster of cosine distances, clip to the median norm, add noise.
 
     1. HDBSCAN (``min_cluster_size = n // 2 + 1``, ``min_samples = 1``, single cluster
-       allowed) on the pairwise cosine distances ``1 - cos`` of the updates; rows
+       allowed) on the pairwise cosine distances ``1 - cos`` of the local models
+       ``w_global + update`` (as in the paper; ``distance: updates`` clusters the updates); rows
        outside the majority cluster are rejected. scikit-learn counts as members of a
        single cluster only its densest ~n/2 + 1 rows; a second pass with
        ``cluster_selection_epsilon`` = that core's diameter admits the rows linked to
@@ -27,9 +30,11 @@ class Flame(Defense):
     3. Unweighted mean of the kept rows plus N(0, (lambda S)^2 I) drawn from the
        batch's generator.
 
-    Distances are between updates, not full models (the paper's models differ from the
-    updates by the shared global model, which would squash cosine distances towards 0).
-    Score: each row's median cosine distance to the others.
+    Between local models, the cosine distance of two rows grows with the part of their
+    updates orthogonal to the global model, norm included: a boosted backdoor update
+    stands out even when honest non-IID updates are nearly orthogonal to each other (on
+    Fashion-MNIST, Dirichlet 0.5, update cosines missed single boosted attackers that
+    model cosines caught). Score: each row's median cosine distance to the others.
     """
 
     kind = Kind.AGGREGATE
@@ -38,12 +43,16 @@ class Flame(Defense):
         noise_lambda: float = Field(
             0.001, ge=0.0, description="Noise std as a multiple of the median update norm."
         )
+        distance: Literal["models", "updates"] = Field(
+            "models", description="Cluster the cosine distances of local models (w_global + update) or of updates."
+        )
 
     params: Params
 
     def decide(self, batch: UpdateBatch) -> Decision:
         rows = batch.updates
-        distance = (1.0 - cosine_similarity_matrix(rows)).clamp_min_(0.0).fill_diagonal_(0.0)
+        points = rows + batch.global_vector if self.params.distance == "models" else rows
+        distance = (1.0 - cosine_similarity_matrix(points)).clamp_min_(0.0).fill_diagonal_(0.0)
         score = distance.median(dim=1).values
         keep, clustered = self._majority_cluster(distance)
         norms = row_norms(rows)

@@ -11,6 +11,8 @@ from flwr.clientapp import ClientApp
 
 from fedsec.adversary import Attacker, attack_active
 from fedsec.client import LocalTrainer
+from fedsec.crypto.transport import client_global_vector, client_update_record
+from fedsec.faults import ClientCrash, crashes, delay_s
 from fedsec.federated_data import federated_data
 from fedsec.fl.protocol import (
     CONFIG_RECORD,
@@ -45,8 +47,12 @@ def _partition(context: Context) -> int:
 
 @app.query()
 def query(message: Message, context: Context) -> Message:
-    """Tell the server which partition this node holds."""
+    """Tell the server which partition this node holds (and its example count, when the query
+    carries the scenario: encrypted FedAvg needs the counts before training)."""
     reply = MetricRecord({PARTITION_KEY: _partition(context)})
+    if CONFIG_RECORD in message.content.config_records:
+        trainer = _trainer(str(message.content.config_records[CONFIG_RECORD][SCENARIO_KEY]))
+        reply[NUM_EXAMPLES_KEY] = len(trainer.data.client(_partition(context))[1])
     return Message(RecordDict({METRICS_RECORD: reply}), reply_to=message)
 
 
@@ -60,8 +66,17 @@ def train(message: Message, context: Context) -> Message:
     scenario = trainer.scenario
     round_number = int(config[ROUND_KEY])
     partition = _partition(context)
+    if crashes(scenario.faults, scenario.seed, round_number, partition):
+        raise ClientCrash(f"injected crash of client {partition} in round {round_number}")
+    time.sleep(delay_s(scenario.faults, scenario.seed, round_number, partition))
     torch.set_num_threads(max(1, int(scenario.resources.client_cpus)))
-    global_vector = record_vector(message.content.array_records[MODEL_RECORD]).to(trainer.device)
+    model = message.content.array_records[MODEL_RECORD]
+    he_costs: dict[str, float] = {}  # seconds spent decrypting / encrypting when encryption is on
+    if scenario.encryption.enabled:
+        global_vector, he_costs["decrypt_s"] = client_global_vector(model, config)
+    else:
+        global_vector = record_vector(model)
+    global_vector = global_vector.to(trainer.device)
 
     if attack_active(scenario, partition, round_number):
         sampled = tuple(int(p) for p in config[SAMPLED_KEY])
@@ -75,5 +90,11 @@ def train(message: Message, context: Context) -> Message:
         "train_loss": local.result.loss,
         "train_s": time.perf_counter() - started,
     })
-    content = RecordDict({UPDATE_RECORD: vector_record(local.update), METRICS_RECORD: metrics})
+    if scenario.encryption.enabled:
+        update, he_costs["encrypt_s"] = client_update_record(local.update.cpu(), partition, config)
+    else:
+        update = vector_record(local.update)
+    for key, seconds in he_costs.items():
+        metrics[key] = seconds
+    content = RecordDict({UPDATE_RECORD: update, METRICS_RECORD: metrics})
     return Message(content, reply_to=message)

@@ -15,14 +15,23 @@ import torch
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
+from fedsec.checkpoint import (
+    CHECKPOINT_FILE,
+    Checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from fedsec.client import LocalTrainer, client_seed
+from fedsec.crypto.federation import EncryptedFederation
 from fedsec.defenses import UpdateBatch, build_pipeline
 from fedsec.evaluation import Evaluator
+from fedsec.faults import dropped
 from fedsec.federated_data import FederatedData, federated_data
 from fedsec.fl.protocol import (
     CONFIG_RECORD,
     METRICS_RECORD,
     MODEL_RECORD,
+    NUM_EXAMPLES_KEY,
     PARTITION_KEY,
     ROUND_KEY,
     SAMPLED_KEY,
@@ -39,6 +48,7 @@ from fedsec.progress import RoundReporter
 from fedsec.results import MODEL_FILE, PARTITIONS_FILE, SUMMARY_FILE, RunDirectory
 from fedsec.scenario import Scenario
 from fedsec.training import resolve_device
+from fedsec.watermark.owner import OWNER_DIR, WatermarkOwner
 
 
 class FederationError(RuntimeError):
@@ -53,9 +63,12 @@ def sample_clients(seed: int, round_number: int, num_clients: int, per_round: in
 
 def detection_metrics(clients: list[dict[str, Any]]) -> dict[str, Any]:
     """Confusion counts of a round: positives are clients that attacked this round, flagged
-    ones are those the validation or the defense did not accept (DESIGN §6)."""
+    ones are those the validation or the defense did not accept (DESIGN §6). Clients whose
+    update never arrived (dropped, crashed, too late) are not counted."""
     counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     for c in clients:
+        if "failure" in c:
+            continue
         flagged = c.get("accepted") is False
         counts[("tp" if flagged else "fn") if c["attacked"] else ("fp" if flagged else "tn")] += 1
     return {**counts, **detection_rates(**counts)}
@@ -96,6 +109,10 @@ class FederationServer:
         self.scenario_json = scenario.model_dump_json()
         self.pipeline = build_pipeline([spec.model_dump() for spec in scenario.defenses])
         self.root_trainer: LocalTrainer | None = None
+        # Encryption on: the aggregation state is ciphertexts; global_vector becomes the evaluator's copy.
+        self.encrypted = EncryptedFederation(scenario, run_dir.path, self.global_vector) if scenario.encryption.enabled else None
+        self.owner = None if scenario.watermark is None else WatermarkOwner(
+            scenario.watermark, scenario, dataset, self.device, run_dir.file(OWNER_DIR))
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -114,7 +131,7 @@ class FederationServer:
         """Ask every connected node which partition it holds: partition id -> node id."""
         node_ids = sorted(self.grid.get_node_ids())
         queries = [
-            Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in node_ids
+            Message(self._query_content(), dst_node_id=node, message_type=MessageType.QUERY) for node in node_ids
         ]
         mapping: dict[int, int] = {}
         for reply in self.grid.send_and_receive(queries):
@@ -122,6 +139,8 @@ class FederationServer:
                 raise FederationError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
             partition = int(reply.content.metric_records[METRICS_RECORD][PARTITION_KEY])
             mapping[partition] = reply.metadata.src_node_id
+            if self.encrypted is not None:
+                self.encrypted.example_counts[partition] = int(reply.content.metric_records[METRICS_RECORD][NUM_EXAMPLES_KEY])
         expected = set(range(self.scenario.data.num_clients))
         if set(mapping) != expected:
             raise FederationError(
@@ -130,33 +149,53 @@ class FederationServer:
             )
         return mapping
 
+    def _query_content(self) -> RecordDict:
+        """The discovery query; with encryption it carries the scenario so that clients also
+        declare their example counts (FedAvg coefficients are sent before training)."""
+        if self.encrypted is None:
+            return RecordDict()
+        return RecordDict({CONFIG_RECORD: ConfigRecord({SCENARIO_KEY: self.scenario_json})})
+
     # -- one round ----------------------------------------------------------------------------
 
     def train_round(self, round_number: int, partitions: list[int], nodes: dict[int, int]) -> tuple[list[Message], int]:
-        """Send the global model to the sampled clients; their replies and the bytes sent."""
-        model_record = vector_record(self.global_vector)
+        """Send the global model to the sampled clients (less the injected dropouts); their
+        replies and the bytes sent."""
+        s = self.scenario
+        model_record = self.encrypted.model_record() if self.encrypted else vector_record(self.global_vector)
         config = ConfigRecord({ROUND_KEY: round_number, SCENARIO_KEY: self.scenario_json, SAMPLED_KEY: partitions})
+        if self.encrypted is not None:
+            config.update(self.encrypted.train_config(partitions))
         messages = [
             Message(
                 RecordDict({MODEL_RECORD: model_record, CONFIG_RECORD: config}),
                 dst_node_id=nodes[p], message_type=MessageType.TRAIN,
             )
             for p in partitions
+            if not dropped(s.faults, s.seed, round_number, p)
         ]
         replies = list(self.grid.send_and_receive(messages, timeout=self.scenario.server.round_timeout_s))
         return replies, payload_bytes(model_record) * len(messages)
 
-    def validate(self, replies: Iterable[Message], nodes: dict[int, int]) -> tuple[list[ValidReply], list[RejectedReply]]:
-        """Split replies into aggregatable updates and rejections, both sorted by partition."""
+    def validate(
+        self, replies: Iterable[Message], nodes: dict[int, int]
+    ) -> tuple[list[ValidReply], list[RejectedReply], list[RejectedReply]]:
+        """Split replies into aggregatable updates, rejected updates and client failures (error
+        replies), each sorted by partition."""
         partition_of = {node: p for p, node in nodes.items()}
         dimension = self.global_vector.numel()
-        valid, rejected = [], []
+        valid, rejected, failed = [], [], []
         for reply in replies:
-            checked = validate_reply(
-                reply, partition_of[reply.metadata.src_node_id], dimension, self.scenario.server.max_update_norm
+            partition = partition_of[reply.metadata.src_node_id]
+            checked = self.encrypted.validate(reply, partition) if self.encrypted else validate_reply(
+                reply, partition, dimension, self.scenario.server.max_update_norm,
+                max_examples=len(self.data.dataset.train_y),
             )
-            (valid if isinstance(checked, ValidReply) else rejected).append(checked)
-        return sorted(valid, key=lambda r: r.partition), sorted(rejected, key=lambda r: r.partition)
+            if not isinstance(checked, RejectedReply):  # a ValidReply, or an EncryptedReply
+                valid.append(checked)
+            else:
+                (failed if reply.has_error() else rejected).append(checked)
+        return tuple(sorted(group, key=lambda r: r.partition) for group in (valid, rejected, failed))
 
     def root_update(self, round_number: int) -> torch.Tensor | None:
         """The server's own update on its root dataset (FLTrust's reference), when declared."""
@@ -191,13 +230,18 @@ class FederationServer:
         partitions = sample_clients(s.seed, round_number, s.data.num_clients, s.clients_per_round)
         replies, bytes_down = self.train_round(round_number, partitions, nodes)
         train_s = time.perf_counter() - started
-        valid, rejected = self.validate(replies, nodes)
+        valid, rejected, failed = self.validate(replies, nodes)
+        replied = {r.partition for r in (*valid, *rejected, *failed)}
+        lost = [p for p in partitions if p not in replied]
+        dropouts = sum(dropped(s.faults, s.seed, round_number, p) for p in lost)
         record: dict[str, Any] = {
             "round": round_number,
             "clients": len(partitions),
             "replies": len(valid),
             "rejected": len(rejected),
-            "missing": len(partitions) - len(replies),
+            "failed": len(failed),
+            "dropped": dropouts,
+            "missing": len(lost) - dropouts,
             "train_s": train_s,
             "client_train_s": float(np.mean([r.metrics["train_s"] for r in valid])) if valid else None,
             "bytes_down": bytes_down,
@@ -206,9 +250,17 @@ class FederationServer:
         decided: UpdateBatch | None = None
         if len(valid) < s.sampling.min_clients:
             record["skipped"] = f"{len(valid)} valid replies, fewer than sampling.min_clients={s.sampling.min_clients}"
+        elif self.encrypted is not None:
+            t = time.perf_counter()
+            generator = torch.Generator().manual_seed(client_seed(s.seed, round_number, -2))
+            decided = self.encrypted.aggregate(valid, generator)
+            record["aggregate_s"] = time.perf_counter() - t
+            record["accepted"] = int(decided.accepted.sum())
+            record.update(self.encrypted.round_costs(valid, record["bytes_up"]))
+            self.global_vector = self.encrypted.evaluator_vector()
         else:
             t = time.perf_counter()
-            batch = self.update_batch(round_number, valid, [self.sender_handles[nodes[r.partition]] for r in valid])
+            batch = self.update_batch(round_number, valid, [self.sender_handles[r.partition] for r in valid])
             try:
                 decided = self.pipeline(batch)
             except ValueError as exc:  # e.g. Bulyan left with fewer than 4f + 3 valid replies
@@ -217,12 +269,19 @@ class FederationServer:
                 self.global_vector = self.global_vector + s.server.lr * decided.aggregate
                 record["aggregate_s"] = time.perf_counter() - t
                 record["accepted"] = int(decided.accepted.sum())
+        if self.owner is not None:
+            load_vector(self.model, self.encrypted.owner_view() if self.encrypted else self.global_vector)
+            record.update(self.owner.after_aggregation(round_number, self.model))
+            self.global_vector = model_vector(self.model)
+            if self.encrypted is not None:
+                self.encrypted.owner_replace(self.global_vector)
         if round_number % s.evaluation.every == 0 or round_number == s.rounds:
             t = time.perf_counter()
             load_vector(self.model, self.global_vector)
             record.update(self.evaluator(self.model))
             record["eval_s"] = time.perf_counter() - t
         clients = self.client_records(round_number, valid, rejected, decided)
+        clients += self.failure_records(round_number, failed, lost)
         record.update(detection_metrics(clients))
         record["round_s"] = time.perf_counter() - started
         self.run_dir.append_round(record)
@@ -257,20 +316,52 @@ class FederationServer:
         ]
         return records
 
+    def failure_records(self, round_number: int, failed: list[RejectedReply], lost: list[int]) -> list[dict[str, Any]]:
+        """clients.jsonl lines of sampled clients whose update never arrived: ``failure`` is
+        ``error`` (the client raised), ``dropped`` (injected dropout) or ``missing`` (no reply
+        before the round's timeout)."""
+        s = self.scenario
+        records = [{"round": round_number, "client": r.partition, "failure": "error", "reason": r.reason}
+                   for r in failed]
+        for partition in lost:
+            failure = "dropped" if dropped(s.faults, s.seed, round_number, partition) else "missing"
+            records.append({"round": round_number, "client": partition, "failure": failure})
+        return records
+
     # -- whole run ----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        """All rounds, then the summary, the final model and the plots. Returns the summary."""
+        """All rounds (after the last checkpointed one, if the run directory has a checkpoint),
+        then the summary, the final model and the plots. Returns the summary."""
         started = time.perf_counter()
         self.write_partitions()
         nodes = self.discover_nodes()
-        # Defenses that keep per-sender history (FoolsGold) get small opaque handles instead of
-        # transport node ids: the node's rank among the connected nodes' random ids.
-        self.sender_handles = {node: rank for rank, node in enumerate(sorted(nodes.values()))}
-        records = []
+        checkpoint = load_checkpoint(self.run_dir.file(CHECKPOINT_FILE))
+        if checkpoint is None:
+            # Defenses that keep per-sender history (FoolsGold) get small opaque handles instead
+            # of transport node ids: the node's rank among the connected nodes' random ids.
+            ranks = {node: rank for rank, node in enumerate(sorted(nodes.values()))}
+            handles = {partition: ranks[node] for partition, node in nodes.items()}
+            first_round = 1
+        else:
+            self.global_vector = checkpoint.global_vector.to(self.device)
+            if self.encrypted is not None:  # the key authority encrypts the saved model again
+                self.encrypted.owner_replace(self.global_vector)
+            self.pipeline.load_state_dict(checkpoint.defenses)
+            if self.owner is not None:
+                self.owner.load_state_dict(checkpoint.components["owner"])
+            handles = checkpoint.senders
+            first_round = checkpoint.round + 1
+            self.run_dir.drop_records_after(checkpoint.round)
+        self.sender_handles = handles
+        records = self.run_dir.rounds()
         with RoundReporter(self.scenario.rounds, self.scenario.name, enabled=self.show_progress) as reporter:
-            for round_number in range(1, self.scenario.rounds + 1):
+            for round_number in range(first_round, self.scenario.rounds + 1):
                 record = self.run_round(round_number, nodes)
+                components = {"owner": self.owner.state_dict()} if self.owner is not None else {}
+                save_checkpoint(self.run_dir.file(CHECKPOINT_FILE), Checkpoint(
+                    round_number, self.global_vector, self.pipeline.state_dict(), handles, components,
+                ))
                 records.append(record)
                 reporter.round_done(record)
         return self.finish(records, time.perf_counter() - started)
@@ -302,7 +393,7 @@ class FederationServer:
             **detection_rates(**{k: sum(r[k] for r in records) for k in ("tp", "fp", "fn", "tn")}),
             "skipped_rounds": sum(1 for r in records if "skipped" in r),
             "rejected": sum(r["rejected"] for r in records),
-            "missing": sum(r["missing"] for r in records),
+            **{key: sum(r.get(key, 0) for r in records) for key in ("failed", "dropped", "missing")},
             "bytes_down": sum(r["bytes_down"] for r in records),
             "bytes_up": sum(r["bytes_up"] for r in records),
             "train_s": sum(r["train_s"] for r in records),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from flwr.app import Message
+from flwr.app import ArrayRecord, Message
 
 from fedsec.fl.protocol import (
     METRICS_RECORD,
@@ -15,6 +16,8 @@ from fedsec.fl.protocol import (
     UPDATE_RECORD,
     VECTOR_KEY,
 )
+
+TRAIN_SECONDS_KEY = "train_s"  # the client's own training time; the round record averages it
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,21 @@ class RejectedReply:
     reason: str
 
 
-def validate_reply(
-    reply: Message, expected_partition: int, dimension: int, max_norm: float | None
-) -> ValidReply | RejectedReply:
-    """Check a train reply's shape, dtype, finiteness, norm and fields.
+@dataclass(frozen=True)
+class ReplyEnvelope:
+    """What every well-formed train reply carries besides its update payload."""
 
-    ``dimension`` is the model's parameter count; ``max_norm`` an optional L2 bound above which
-    an update is absurd (None: no bound).
-    """
+    update_record: ArrayRecord
+    num_examples: int
+    metrics: dict[str, float]
+
+
+def check_envelope(
+    reply: Message, expected_partition: int, max_examples: int | None = None
+) -> ReplyEnvelope | RejectedReply:
+    """The checks every train reply passes, plaintext or encrypted: no error, both records present,
+    the partition claim, a positive integer example count (at most ``max_examples`` when given:
+    FedAvg-style weighting trusts that count), the training-time metric, finite metrics."""
 
     def reject(reason: str) -> RejectedReply:
         return RejectedReply(expected_partition, reason)
@@ -58,7 +68,39 @@ def validate_reply(
     num_examples = metrics.get(NUM_EXAMPLES_KEY)
     if not isinstance(num_examples, int) or num_examples <= 0:
         return reject(f"bad {NUM_EXAMPLES_KEY}: {num_examples!r}")
-    record = content.array_records[UPDATE_RECORD]
+    if max_examples is not None and num_examples > max_examples:
+        return reject(f"bad {NUM_EXAMPLES_KEY}: {num_examples} above the bound {max_examples}")
+    if not isinstance(metrics.get(TRAIN_SECONDS_KEY), (int, float)):
+        return reject(f"missing metric {TRAIN_SECONDS_KEY}")
+    non_finite = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+    if non_finite:
+        return reject(f"non-finite metrics: {', '.join(non_finite)}")
+    reported = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    return ReplyEnvelope(content.array_records[UPDATE_RECORD], num_examples, reported)
+
+
+def validate_reply(
+    reply: Message,
+    expected_partition: int,
+    dimension: int,
+    max_norm: float | None,
+    max_examples: int | None = None,
+) -> ValidReply | RejectedReply:
+    """Check a train reply's fields, metrics, shape, dtype, payload, finiteness and norm.
+
+    ``expected_partition`` is the partition of the node the reply came from; ``dimension`` the
+    model's parameter count; ``max_norm`` an optional L2 bound above which an update is absurd;
+    ``max_examples`` an optional bound on the claimed example count (e.g. the size of the whole
+    training set), since FedAvg-style weighting trusts that count (None: no bound).
+    """
+
+    def reject(reason: str) -> RejectedReply:
+        return RejectedReply(expected_partition, reason)
+
+    envelope = check_envelope(reply, expected_partition, max_examples)
+    if isinstance(envelope, RejectedReply):
+        return envelope
+    record = envelope.update_record
     if list(record.keys()) != [VECTOR_KEY]:
         return reject(f"update record keys {list(record.keys())}, expected [{VECTOR_KEY!r}]")
     array = record[VECTOR_KEY]
@@ -79,5 +121,4 @@ def validate_reply(
         return reject("non-finite values (NaN or Inf)")
     if max_norm is not None and (norm := update.norm().item()) > max_norm:
         return reject(f"update norm {norm:.3g} above the bound {max_norm:.3g}")
-    reported = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-    return ValidReply(expected_partition, update, num_examples, reported)
+    return ValidReply(expected_partition, update, envelope.num_examples, envelope.metrics)

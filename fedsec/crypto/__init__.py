@@ -1,0 +1,1 @@
+"""Homomorphic encryption (CKKS, TenSEAL): key roles, packing, encrypted aggregation and defenses."""

@@ -1,0 +1,64 @@
+"""The scenario's ``encryption`` section."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ENCRYPTED_DEFENSES = ("fedavg", "norm-clipping", "krum", "multi-krum", "flame", "dp-noise")
+"""Defense stages that have a version on ciphertexts (fedsec.crypto.defenses)."""
+
+ORDER_STATISTICS = ("median", "trimmed-mean", "bulyan")
+"""Stages built on coordinate-wise order statistics, which cannot run on CKKS ciphertexts."""
+
+
+class EncryptionConfig(BaseModel):
+    """Whether and how updates and the global model are encrypted (CKKS through TenSEAL).
+
+    ``ckks``: the server only holds ciphertexts and a public context; ``simulated``: the
+    federation runs in the clear and encrypted steps run their plaintext mirror (same
+    arithmetic, no ciphertexts) for large experiments.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+    mode: Literal["off", "ckks", "simulated"] = Field("off", description="off, ckks or simulated.")
+    poly_modulus_degree: Literal[8192, 16384, 32768] | None = Field(
+        None,
+        description="CKKS ring degree N (a ciphertext holds N/2 values); default: the smallest "
+        "that fits the modulus chain.",
+    )
+    coeff_mod_bit_sizes: Literal["auto"] | list[int] = Field(
+        "auto",
+        description="Modulus chain in bits, e.g. [60, 40, 60]; auto: the shortest chain the "
+        "scenario's operations need (one 40-bit level per multiplication depth).",
+    )
+    global_scale_bits: int = Field(40, ge=20, le=60, description="CKKS scale 2^bits of encoded values.")
+
+    @model_validator(mode="after")
+    def _chain(self) -> EncryptionConfig:
+        chain = self.coeff_mod_bit_sizes
+        if chain != "auto":
+            if len(chain) < 3:
+                raise ValueError("coeff_mod_bit_sizes: give at least 3 primes (e.g. [60, 40, 60])")
+            if not all(20 <= bits <= 60 for bits in chain):
+                raise ValueError(f"coeff_mod_bit_sizes: every prime must have 20..60 bits, got {chain}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """True when the server works on ciphertexts."""
+        return self.mode == "ckks"
+
+
+def encrypted_defense_problem(position: int, name: str) -> str | None:
+    """Why defense stage ``name`` (at ``position`` in the list) cannot run on ciphertexts, or None."""
+    if name in ENCRYPTED_DEFENSES:
+        return None
+    usable = ", ".join(ENCRYPTED_DEFENSES)
+    if name in ORDER_STATISTICS:
+        need = "needs coordinate-wise order statistics, which cannot run on CKKS ciphertexts"
+    else:
+        need = "has no encrypted version (it needs per-coordinate or plaintext model access)"
+    return f"defenses.{position}.name: {name!r} {need}; with encryption.mode: ckks use {usable}"

@@ -1,0 +1,187 @@
+"""The aggregation server's encrypted state and round step: it holds ciphertexts and a public context.
+
+FedAvg without defenses needs no multiplication: each sampled client encrypts
+``lr * n_i / sum_j n_j * update`` (the server sends the coefficients, computed from the
+example counts clients declared when they connected), and the server only adds
+ciphertexts. When replies are missing the sum is rescaled by one plaintext factor (one
+level). With defenses, clients send their plain update encrypted, the stages decide from
+decrypted per-client scalars (fedsec.crypto.defenses), and the aggregate is a weighted sum
+with plaintext coefficients (one level).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tenseal as ts
+import torch
+from flwr.app import ArrayRecord, Message
+
+from fedsec.crypto.aggregation import add, encrypted_sum, encrypted_weighted_sum
+from fedsec.crypto.context import Needs, ckks_parameters
+from fedsec.crypto.defenses import EncryptedScalars, run_encrypted_pipeline
+from fedsec.crypto.key_authority import SERVER, KeyAuthority
+from fedsec.crypto.packing import chunk_bounds, encrypt_vector
+from fedsec.crypto.transport import (
+    HE_COEFFICIENTS_KEY,
+    HE_KEYS_KEY,
+    HE_SLOTS_KEY,
+    EncryptedReply,
+    chunks_record,
+    validate_encrypted_reply,
+)
+from fedsec.defenses import build_pipeline
+from fedsec.fl.validation import RejectedReply
+from fedsec.scenario import Scenario
+
+EVALUATOR = "evaluator"
+
+
+def operation_needs(scenario: Scenario) -> Needs:
+    """Depth and rotations of a scenario's encrypted operations.
+
+    One level always (a plaintext factor on the sum or the weighted sum); a second one when
+    FLAME compares local models (inner products with the global model, which sits one level
+    down after the first aggregation). Slot sums (per-client scalars) need Galois keys.
+    """
+    names = {spec.name for spec in scenario.defenses}
+    models = any(getattr(spec, "distance", None) == "models" for spec in scenario.defenses if spec.name == "flame")
+    return Needs(depth=2 if models else 1, rotations=bool(names - {"fedavg", "dp-noise"}))
+
+
+@dataclass(frozen=True)
+class EncryptedDecision:
+    """What the encrypted pipeline decided in a round (the fields the round record reads)."""
+
+    accepted: torch.Tensor
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict[str, float] = field(default_factory=dict)
+
+
+class EncryptedFederation:
+    """Server-side encrypted global model and aggregation of one run.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The run's scenario (defenses, server learning rate, encryption settings).
+    run_dir : Path
+        Where the key authority keeps its keys and its decryption log.
+    initial : Tensor
+        (d,) the initial global model (a public random initialisation), encrypted at once.
+    """
+
+    def __init__(self, scenario: Scenario, run_dir: Path, initial: torch.Tensor) -> None:
+        self.stages = build_pipeline([spec.model_dump() for spec in scenario.defenses]).stages
+        self.summed = all(stage.name == "fedavg" for stage in self.stages)
+        self.lr = scenario.server.lr
+        self.seed = scenario.seed
+        self.dimension = initial.numel()
+        self.params = ckks_parameters(scenario.encryption, operation_needs(scenario))
+        self.authority = KeyAuthority(self.params, run_dir, self.dimension)
+        self.context = self.authority.public_context()
+        self.global_chunks = encrypt_vector(self.context, initial, self.params.slots)
+        self.max_chunk_bytes = 2 * max(len(c.serialize()) for c in self.global_chunks)
+        self.example_counts: dict[int, int] = {}
+        self._coefficients: dict[int, float] = {}
+        self._decrypt_s = 0.0
+
+    # -- what goes to the clients -------------------------------------------------------------
+
+    def train_config(self, partitions: Sequence[int]) -> dict[str, Any]:
+        """Config entries of a train message: key file, slots, each sampled client's coefficient."""
+        if self.summed:
+            total = sum(self.example_counts[p] for p in partitions)
+            self._coefficients = {p: self.lr * self.example_counts[p] / total for p in partitions}
+        else:
+            self._coefficients = {p: 1.0 for p in partitions}
+        return {
+            HE_KEYS_KEY: str(self.authority.secret_context_file),
+            HE_SLOTS_KEY: self.params.slots,
+            HE_COEFFICIENTS_KEY: [self._coefficients[p] for p in partitions],
+        }
+
+    def model_record(self) -> ArrayRecord:
+        """The encrypted global model as a record."""
+        return chunks_record(self.global_chunks)
+
+    # -- what comes back ----------------------------------------------------------------------
+
+    def validate(self, reply: Message, partition: int) -> EncryptedReply | RejectedReply:
+        """Checks of an encrypted reply (see transport.validate_encrypted_reply)."""
+        return validate_encrypted_reply(
+            reply, partition, self.context, self.dimension, self.params.slots, self.max_chunk_bytes
+        )
+
+    def _server_decrypt(self, ciphertexts: list[ts.CKKSVector], what: str) -> list[np.ndarray]:
+        started = time.perf_counter()
+        why = "defenses: " + ", ".join(stage.name for stage in self.stages)
+        try:
+            return self.authority.decrypt(ciphertexts, what, why, requester=SERVER)
+        finally:
+            self._decrypt_s += time.perf_counter() - started
+
+    def aggregate(self, valid: Sequence[EncryptedReply], generator: torch.Generator | None) -> EncryptedDecision:
+        """Fold the round's encrypted updates into the encrypted global model."""
+        self._decrypt_s = 0.0
+        n = len(valid)
+        if self.summed:
+            total = encrypted_sum([r.chunks for r in valid])
+            sent = sum(self._coefficients.values())
+            received = sum(self._coefficients[r.partition] for r in valid)
+            if abs(received - sent) > 1e-12 * sent:  # some replies missing: renormalise (one level)
+                total = [chunk * (sent / received) for chunk in total]
+            self.global_chunks = add(self.global_chunks, total)
+            return EncryptedDecision(accepted=torch.ones(n, dtype=torch.bool))
+        weights = torch.tensor([float(r.num_examples) for r in valid])
+        scalars = EncryptedScalars([r.chunks for r in valid], self._server_decrypt, self.global_chunks)
+        decided = run_encrypted_pipeline(self.stages, scalars, weights, self.dimension, generator)
+        coefficients = (decided.final_coefficients() * self.lr).tolist()
+        if any(c != 0.0 for c in coefficients):
+            self.global_chunks = add(self.global_chunks, encrypted_weighted_sum([r.chunks for r in valid], coefficients))
+        if decided.noise is not None:
+            noise = (decided.noise.double() * self.lr).numpy()
+            bounds = chunk_bounds(self.dimension, self.params.slots)
+            self.global_chunks = [chunk + noise[a:b].tolist() for chunk, (a, b) in zip(self.global_chunks, bounds, strict=True)]
+        return EncryptedDecision(accepted=decided.accepted, scores=decided.scores, info=decided.info)
+
+    # -- evaluator and costs -------------------------------------------------------------------
+
+    def evaluator_vector(self) -> torch.Tensor:
+        """The global model decrypted for the evaluator (god view; logged, never used by the server)."""
+        values = self.authority.decrypt(
+            self.global_chunks, "global model", "evaluation of main accuracy / attack success", requester=EVALUATOR
+        )
+        return torch.from_numpy(np.concatenate(values).astype(np.float32))
+
+    def round_costs(self, valid: Sequence[EncryptedReply], bytes_up: int) -> dict[str, Any]:
+        """Encryption costs of the last round for its metrics record."""
+        def mean(key: str) -> float | None:
+            values = [r.metrics[key] for r in valid if key in r.metrics]
+            return float(np.mean(values)) if values else None
+
+        return {
+            "encrypt_s": mean("encrypt_s"),
+            "client_decrypt_s": mean("decrypt_s"),
+            "decrypt_s": self._decrypt_s,
+            "ciphertexts": len(self.global_chunks),
+            "bytes_per_param": bytes_up / (len(valid) * self.dimension) if valid else None,
+        }
+
+    # -- the owner (a key holder): black-box watermark on the decrypted global model -----------
+
+    def owner_view(self) -> torch.Tensor:
+        """The global model decrypted for the owner (logged), e.g. to embed a black-box watermark."""
+        values = self.authority.decrypt(
+            self.global_chunks, "global model", "owner: watermark embedding and verification", requester="owner"
+        )
+        return torch.from_numpy(np.concatenate(values).astype(np.float32))
+
+    def owner_replace(self, vector: torch.Tensor) -> None:
+        """The owner's (watermarked) global model, re-encrypted before the next broadcast."""
+        self.global_chunks = encrypt_vector(self.context, vector, self.params.slots)

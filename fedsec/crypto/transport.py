@@ -1,0 +1,123 @@
+"""Ciphertexts in Flower messages: encrypted vectors as records, client-side coding, server-side checks.
+
+An encrypted vector travels as an ArrayRecord of uint8 arrays, one per ciphertext chunk,
+keyed "0", "1", ... in chunk order. The train config carries the path of the key
+holders' context file (``HE_KEYS_KEY``; in this simulation clients read the secret
+context from the key authority's file, the stand-in for key distribution) and each
+sampled client's coefficient (``HE_COEFFICIENTS_KEY``, aligned with the sampled list): the
+client sends ``c_i * update`` encrypted, so that FedAvg is a plain sum of ciphertexts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tenseal as ts
+import torch
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message
+
+from fedsec.crypto.key_authority import load_secret_context
+from fedsec.crypto.packing import (
+    chunk_bounds,
+    decrypt_vector,
+    deserialize_chunks,
+    encrypt_vector,
+    serialize_chunks,
+)
+from fedsec.fl.protocol import (
+    SAMPLED_KEY,
+)
+from fedsec.fl.validation import RejectedReply, check_envelope
+
+HE_KEYS_KEY = "he-keys"
+HE_COEFFICIENTS_KEY = "he-coefficients"
+HE_SLOTS_KEY = "he-slots"
+
+
+def chunks_record(chunks: Sequence[ts.CKKSVector]) -> ArrayRecord:
+    """Ciphertexts as a record of uint8 arrays keyed by chunk position."""
+    record = ArrayRecord()
+    for i, blob in enumerate(serialize_chunks(chunks)):
+        record[str(i)] = Array(np.frombuffer(blob, dtype=np.uint8))
+    return record
+
+
+def record_blobs(record: ArrayRecord) -> list[bytes]:
+    """The ciphertext bytes of a record, in chunk order (keys must be "0".."k-1")."""
+    keys = list(record.keys())
+    if keys != [str(i) for i in range(len(keys))]:
+        raise ValueError(f"chunk keys {keys[:5]}..., expected 0..{len(keys) - 1}")
+    return [np.asarray(record[k].numpy()).tobytes() for k in keys]
+
+
+# -- client side ---------------------------------------------------------------------------
+
+
+def client_global_vector(record: ArrayRecord, config: ConfigRecord) -> tuple[torch.Tensor, float]:
+    """A key holder's decryption of the broadcast global model; (vector, seconds)."""
+    started = time.perf_counter()
+    context = load_secret_context(str(config[HE_KEYS_KEY]))
+    vector = decrypt_vector(deserialize_chunks(context, record_blobs(record)), context)
+    return vector, time.perf_counter() - started
+
+
+def client_update_record(update: torch.Tensor, partition: int, config: ConfigRecord) -> tuple[ArrayRecord, float]:
+    """The client's update times its coefficient, encrypted; (record, seconds)."""
+    started = time.perf_counter()
+    context = load_secret_context(str(config[HE_KEYS_KEY]))
+    sampled = [int(p) for p in config[SAMPLED_KEY]]
+    coefficient = float(config[HE_COEFFICIENTS_KEY][sampled.index(partition)])
+    scaled = update.double() * coefficient if coefficient != 1.0 else update
+    record = chunks_record(encrypt_vector(context, scaled, int(config[HE_SLOTS_KEY])))
+    return record, time.perf_counter() - started
+
+
+# -- server side ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncryptedReply:
+    """A reply whose encrypted update may be aggregated."""
+
+    partition: int
+    chunks: list[ts.CKKSVector]
+    num_examples: int
+    metrics: dict[str, float]
+
+
+def validate_encrypted_reply(
+    reply: Message, expected_partition: int, context: ts.Context, dimension: int, slots: int, max_chunk_bytes: int
+) -> EncryptedReply | RejectedReply:
+    """Check an encrypted train reply: fields, chunk count and sizes, bytes, decodability.
+
+    Values cannot be checked (finiteness, norm) without the secret key: defenses on
+    ciphertexts take that role.
+    """
+
+    def reject(reason: str) -> RejectedReply:
+        return RejectedReply(expected_partition, reason)
+
+    envelope = check_envelope(reply, expected_partition)
+    if isinstance(envelope, RejectedReply):
+        return envelope
+    bounds = chunk_bounds(dimension, slots)
+    record = envelope.update_record
+    try:
+        blobs = record_blobs(record)
+    except Exception as exc:  # noqa: BLE001 (np.load raises several kinds on garbage bytes)
+        return reject(f"undecodable encrypted update: {type(exc).__name__}")
+    if len(blobs) != len(bounds):
+        return reject(f"{len(blobs)} ciphertexts, expected {len(bounds)}")
+    if (largest := max(len(b) for b in blobs)) > max_chunk_bytes:
+        return reject(f"ciphertext of {largest} bytes, at most {max_chunk_bytes} expected")
+    try:
+        chunks = deserialize_chunks(context, blobs)
+    except Exception as exc:  # noqa: BLE001 (TenSEAL raises several kinds on garbage bytes)
+        return reject(f"undecodable ciphertext: {type(exc).__name__}")
+    sizes = [chunk.size() for chunk in chunks]
+    if sizes != [b - a for a, b in bounds]:
+        return reject(f"ciphertext sizes {sizes[:3]}..., expected {[b - a for a, b in bounds][:3]}...")
+    return EncryptedReply(expected_partition, chunks, envelope.num_examples, envelope.metrics)

@@ -1,0 +1,1 @@
+"""Experiments over many runs: parameter sweeps, HTML reports, game-theoretic analysis."""

@@ -1,0 +1,271 @@
+"""A self-contained HTML report of a run directory or a sweep directory.
+
+The page has no external reference: styles are inline and every plot is a PNG embedded as a
+``data:`` URL, so the file can be mailed, archived or opened offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from fedsec.experiments import figures
+from fedsec.experiments.sweep import SWEEP_FILE
+from fedsec.experiments.table import (
+    RATES, SHOWN, WATERMARK_PREFIX, SweepResults, format_values, group_rows, metric_columns, read_sweep,
+)
+from fedsec.results import METRICS_FILE, PARTITIONS_FILE, SCENARIO_FILE, SUMMARY_FILE, RunDirectory, write_atomic
+
+REPORT_FILE = "report.html"
+GAME_FILE = "game.json"
+# Per-round second counters that are phases of the round (round_s is their total, client_train_s
+# a per-client mean, both shown elsewhere).
+NOT_PHASES = {"round_s", "client_train_s"}
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+img { max-width: 100%; display: block; margin: 0.6em 0; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+.figures { display: flex; flex-wrap: wrap; gap: 0.5em; } .figures img { max-width: 540px; }
+"""
+
+
+def image(png: bytes, alt: str) -> str:
+    """An <img> carrying the PNG itself."""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: int = 1) -> str:
+    """An HTML table; the first ``text_columns`` columns are left-aligned."""
+    def cell(tag: str, i: int, value: Any) -> str:
+        css = ' class="text"' if i < text_columns else ""
+        return f"<{tag}{css}>{html.escape(str(value))}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def page(title: str, sections: list[tuple[str, str]]) -> str:
+    """A whole HTML document: a title and (heading, HTML body) sections."""
+    parts = [f"<h2>{html.escape(heading)}</h2>\n{body}" for heading, body in sections if body]
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head>\n<body><h1>{html.escape(title)}</h1>\n" + "\n".join(parts)
+            + "\n</body></html>\n")
+
+
+def _series(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    return [(r["round"], float(r[key])) for r in records
+            if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+
+
+def _fmt(value: Any, key: str) -> str:
+    if isinstance(value, float):
+        return f"{100 * value:.2f} %" if key in RATES else f"{value:.4g}"
+    return "–" if value is None else str(value)
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+def _scenario_lines(scenario: dict[str, Any]) -> list[tuple[str, str]]:
+    data, attack = scenario.get("data", {}), scenario.get("attack")
+    sampling = scenario.get("sampling", {})
+    defenses = "+".join(d["name"] for d in scenario.get("defenses") or []) or "fedavg"
+    attack_text = "none"
+    if attack:
+        kinds = [attack[k]["name"] for k in ("data", "model") if attack.get(k)]
+        who = f"fraction {attack['fraction']}" if attack.get("fraction") is not None else f"ids {attack.get('ids')}"
+        attack_text = f"{' + '.join(kinds)} ({who})"
+    return [
+        ("dataset", f"{data.get('dataset')}, {data.get('num_clients')} clients, "
+                    f"partitioner {yaml.safe_dump(data.get('partitioner'), default_flow_style=True).strip()}"),
+        ("model", str(scenario.get("model", {}).get("name"))),
+        ("rounds", f"{scenario.get('rounds')} ({sampling.get('clients_per_round') or sampling.get('fraction') or 'all'}"
+                   " clients per round)"),
+        ("attack", attack_text),
+        ("defenses", defenses),
+        ("seed", str(scenario.get("seed"))),
+    ]
+
+
+def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
+    """Sections of a run's report: setting, summary, accuracy and watermark curves, detection,
+    partitions, costs."""
+    records = run.rounds()
+    summary = json.loads(run.file(SUMMARY_FILE).read_text()) if run.file(SUMMARY_FILE).exists() else {}
+    scenario = yaml.safe_load(run.file(SCENARIO_FILE).read_text()) if run.file(SCENARIO_FILE).exists() else {}
+    sections: list[tuple[str, str]] = []
+    if scenario:
+        sections.append(("Scenario", table(["", ""], _scenario_lines(scenario), text_columns=2)))
+    if summary:
+        sections.append(("Summary", table(["metric", "value"], [(k, _fmt(v, k)) for k, v in summary.items()])))
+    elif records:
+        sections.append(("Summary", f"<p>Unfinished run: {len(records)} rounds recorded.</p>"))
+    if not records:
+        return sections
+
+    keys = sorted({k for r in records for k in r if k.startswith(WATERMARK_PREFIX)})
+    rate_keys = [k for k in keys if all(0 <= v <= 1 for _, v in _series(records, k))]
+    curves = {label: _series(records, key) for key, label in
+              [("ma", "MA"), ("asr", "ASR"), *((k, k) for k in rate_keys)]}
+    figs = [image(figures.curves(curves, "Accuracy per round"), "accuracy per round")]
+    other = {k: _series(records, k) for k in keys if k not in rate_keys}
+    if any(other.values()):
+        figs.append(image(figures.curves(other, "Watermark statistics", ylabel="value", percent=False),
+                          "watermark statistics per round"))
+    sections.append(("Accuracy and watermark", '<div class="figures">' + "".join(figs) + "</div>"))
+
+    detection = {name: _series(records, key) for key, name in (("precision", "precision"), ("recall", "recall (TPR)"),
+                                                                  ("fpr", "FPR"))}
+    totals = [[k, sum(int(r.get(k) or 0) for r in records)] for k in ("tp", "fp", "fn", "tn")]
+    if any(detection.values()) or any(count for _, count in totals):
+        body = image(figures.curves(detection, "Detection per round"), "detection rates per round")
+        body += table(["count (all rounds)", "clients"], totals)
+        sections.append(("Detection", body))
+
+    if run.file(PARTITIONS_FILE).exists():
+        partitions = json.loads(run.file(PARTITIONS_FILE).read_text())
+        if partitions.get("label_counts"):
+            sections.append(("Partitions", image(figures.label_histogram(partitions["label_counts"]),
+                                                 "label histogram per client")))
+    sections.append(("Costs", _costs(records)))
+    return sections
+
+
+def _costs(records: list[dict[str, Any]]) -> str:
+    rounds = [r["round"] for r in records]
+    phases = sorted({k for r in records for k in r if k.endswith("_s") and k not in NOT_PHASES})
+    seconds = {k.removesuffix("_s"): [float(r.get(k) or 0.0) for r in records] for k in phases}
+    megabytes = {k.removeprefix("bytes_"): [(r.get(k) or 0) / 1e6 for r in records] for k in ("bytes_down", "bytes_up")}
+    figs = image(figures.stacked_bars(rounds, seconds, "Seconds per round by phase", "s"), "seconds per phase")
+    figs += image(figures.stacked_bars(rounds, megabytes, "Traffic per round", "MB"), "megabytes per round")
+    totals = [[name, f"{sum(values):.2f}"] for name, values in seconds.items()]
+    totals += [[f"traffic {name} (MB)", f"{sum(values):.2f}"] for name, values in megabytes.items()]
+    return '<div class="figures">' + figs + "</div>" + table(["phase", "total (s)"], totals)
+
+
+def run_report(path: Path) -> str:
+    """The HTML report of one run directory."""
+    return page(f"Run {path.name}", run_sections(RunDirectory(path)))
+
+
+# -- a sweep ------------------------------------------------------------------------------------
+
+def heatmap_axes(keys: Sequence[str]) -> tuple[str, str | None]:
+    """Rows and columns of the sweep heatmaps: the attack-like and defense-like grid keys when
+    there are both, else the first two keys (a single key gives one row)."""
+    attack = next((k for k in keys if "attack" in k), None)
+    defense = next((k for k in keys if "defense" in k), None)
+    if attack and defense and attack != defense:
+        return attack, defense
+    return keys[0], keys[1] if len(keys) > 1 else None
+
+
+def mean_matrix(results: SweepResults, metric: str, row_key: str, column_key: str | None) -> np.ndarray:
+    """Mean of ``metric`` over seeds and the other axes, per (row label, column label)."""
+    rows = results.grid[row_key]
+    columns = results.grid[column_key] if column_key else [""]
+    sums, counts = np.zeros((len(rows), len(columns))), np.zeros((len(rows), len(columns)))
+    for row in results.rows:
+        value = row.get(metric)
+        if row.get("status") != "finished" or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        i, j = rows.index(row[row_key]), columns.index(row[column_key]) if column_key else 0
+        sums[i, j] += value
+        counts[i, j] += 1
+    with np.errstate(invalid="ignore"):
+        return sums / counts
+
+
+def sweep_sections(results: SweepResults) -> list[tuple[str, str]]:
+    """Sections of a sweep's report: setting, table, heatmaps, curves per grid combination."""
+    keys = results.keys
+    doc = results.document
+    setting = [["base scenario", doc.get("base")], ["seeds", doc.get("seeds") or "scenario's own"]]
+    setting += [[f"grid: {k}", ", ".join(labels)] for k, labels in results.grid.items()]
+    setting += [[f"set: {k}", json.dumps(v)] for k, v in (doc.get("set") or {}).items()]
+    sections = [("Sweep", table(["", ""], setting, text_columns=2))]
+
+    columns = metric_columns(results.rows)
+    groups = group_rows(results.rows, keys)
+    header = [*keys, "seeds", *(SHOWN.get(c, c) + (" (%)" if c in RATES else "") for c in columns)]
+    lines = [[*labels, len(g), *(format_values([r.get(c) for r in g], c) for c in columns)]
+             for labels, g in groups.items()]
+    missing = sum(1 for r in results.rows if r.get("status") != "finished")
+    note = f"<p>{missing} cells have not finished.</p>" if missing else ""
+    sections.append(("Results (mean ± std over seeds)", table(header, lines, text_columns=len(keys)) + note))
+
+    row_key, column_key = heatmap_axes(keys)
+    heatmaps = []
+    for metric in ["ma", "asr", "recall", "fpr", *(c for c in columns if c.startswith(WATERMARK_PREFIX))]:
+        matrix = mean_matrix(results, metric, row_key, column_key)
+        if np.isfinite(matrix).any():
+            percent = metric in RATES or bool(np.nanmax(np.abs(matrix)) <= 1)
+            heatmaps.append(image(figures.heatmap(
+                matrix, results.grid[row_key], results.grid[column_key] if column_key else [""], row_key,
+                column_key or "", f"{SHOWN.get(metric, metric)}{' (%)' if percent else ''}", percent=percent,
+            ), f"heatmap of {metric}"))
+    sections.append(("Heatmaps", '<div class="figures">' + "".join(heatmaps) + "</div>"))
+    sections.append(("Per round", _sweep_curves(results, groups)))
+    if (results.path / GAME_FILE).exists():
+        sections.append(("Game", _game_section(json.loads((results.path / GAME_FILE).read_text()))))
+    return sections
+
+
+def _sweep_curves(results: SweepResults, groups: dict[tuple[Any, ...], list[dict[str, Any]]]) -> str:
+    """MA and ASR per round of each grid combination, averaged over its seeds."""
+    figs = []
+    for metric, name in (("ma", "MA"), ("asr", "ASR")):
+        series = {}
+        for labels, group in groups.items():
+            per_round: dict[int, list[float]] = {}
+            for row in group:
+                for r in RunDirectory(results.path / str(row["run"])).rounds():
+                    if isinstance(r.get(metric), (int, float)):
+                        per_round.setdefault(r["round"], []).append(r[metric])
+            series[" / ".join(labels)] = [(k, float(np.mean(v))) for k, v in sorted(per_round.items())]
+        if any(series.values()):
+            figs.append(image(figures.curves(series, f"{name} per round (mean over seeds)"), f"{name} per round"))
+    return '<div class="figures">' + "".join(figs) + "</div>"
+
+
+def _game_section(game: dict[str, Any]) -> str:
+    payoff = np.asarray(game["payoff"], dtype=float)
+    body = image(figures.heatmap(payoff, game["attacker_labels"], game["defender_labels"], "attacker", "defender",
+                                 f"Attacker utility ASR x 1[MA > {game['ma_min']}] (%)"), "payoff matrix")
+    body += table(["attacker strategy", "probability"],
+                  [[a, f"{p:.3f}"] for a, p in zip(game["attacker_labels"], game["attacker_strategy"], strict=True)])
+    body += table(["defender strategy", "probability"],
+                  [[d, f"{p:.3f}"] for d, p in zip(game["defender_labels"], game["defender_strategy"], strict=True)])
+    return body + f"<p>Game value (attacker's expected utility): {100 * game['value']:.2f} %</p>"
+
+
+def sweep_report(path: Path) -> str:
+    """The HTML report of one sweep directory."""
+    results = read_sweep(path)
+    return page(f"Sweep {results.name}", sweep_sections(results))
+
+
+def write_report(path: Path, out: Path | None = None) -> Path:
+    """Write the report of a sweep directory (it has sweep.yaml) or a run directory (it has
+    metrics.jsonl); returns the file written (default: report.html inside ``path``)."""
+    if (path / SWEEP_FILE).exists():
+        text = sweep_report(path)
+    elif (path / METRICS_FILE).exists() or (path / SUMMARY_FILE).exists():
+        text = run_report(path)
+    else:
+        raise FileNotFoundError(f"{path}: neither a sweep directory (sweep.yaml) nor a run directory (metrics.jsonl)")
+    target = out or path / REPORT_FILE
+    write_atomic(target, text)
+    return target

@@ -1,0 +1,42 @@
+"""Injected client faults: dropout, crashes and slow replies, drawn per (round, client) from the seed.
+
+The draws are the environment's, not the server's: dropout happens on the way to the client
+(the message is never delivered), a crash is an exception inside the ClientApp, a slow client
+sleeps before replying. Each fault is an independent draw, so a scenario's failures are the
+same in every run with the same seed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from fedsec.scenario import FaultsConfig
+
+_DROPOUT, _CRASH, _SLOW = 1, 2, 3
+
+
+class ClientCrash(RuntimeError):
+    """The exception an injected crash raises inside the ClientApp."""
+
+
+def _draw(seed: int, round_number: int, partition: int, kind: int) -> float:
+    return float(np.random.default_rng([seed, round_number, partition, 0xFA17, kind]).random())
+
+
+def dropped(config: FaultsConfig, seed: int, round_number: int, partition: int) -> bool:
+    """Whether the round's message to ``partition`` is lost."""
+    return config.dropout > 0 and _draw(seed, round_number, partition, _DROPOUT) < config.dropout
+
+
+def crashes(config: FaultsConfig, seed: int, round_number: int, partition: int) -> bool:
+    """Whether ``partition`` crashes in this round."""
+    return config.crash > 0 and _draw(seed, round_number, partition, _CRASH) < config.crash
+
+
+def delay_s(config: FaultsConfig, seed: int, round_number: int, partition: int) -> float:
+    """Seconds ``partition`` sleeps before replying in this round (0 when it is not slow)."""
+    slow = config.slow > 0 and _draw(seed, round_number, partition, _SLOW) < config.slow
+    return config.slow_delay_s if slow else 0.0

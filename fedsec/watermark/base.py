@@ -1,0 +1,118 @@
+"""The contract every owner watermark follows (DESIGN §5) and its registry.
+
+A scheme draws its secrets once (:meth:`Watermark.create`), then the owner embeds them by
+fine-tuning with :meth:`Watermark.loss` added to the clean loss (see :mod:`.embedding`) and
+checks a model with :meth:`Watermark.verify`. Secrets are a flat ``dict[str, Tensor]`` so they
+save with ``torch.save`` and move between devices; images are uint8 ``(N, C, H, W)`` (0..255).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from fedsec.registry import Registry
+from fedsec.watermark.stats import Verdict
+
+Secrets = dict[str, Tensor]
+
+
+class WatermarkParams(BaseModel):
+    """Base of every scheme's ``Params``: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Name the scheme is registered under.")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device the model's parameters live on."""
+    return next(model.parameters()).device
+
+
+def key_seed(key: bytes, purpose: str) -> int:
+    """A 63-bit seed derived from the secret key for one named use (independent uses, one key)."""
+    digest = hashlib.sha256(key + b"\x00" + purpose.encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def key_generator(key: bytes, purpose: str) -> torch.Generator:
+    """A CPU generator seeded from the key for one named use."""
+    return torch.Generator().manual_seed(key_seed(key, purpose))
+
+
+def as_input(x: Tensor, device: torch.device) -> Tensor:
+    """uint8 images -> float32 in 0..1 on ``device`` (the models normalise internally)."""
+    return x.to(device).float().div_(255.0)
+
+
+class OwnerPool:
+    """Natural images the owner may turn into secrets, in a key-seeded order; ``take`` hands out
+    disjoint slices, so trigger images never overlap the owner's clean set or each other."""
+
+    def __init__(self, x: Tensor, y: Tensor) -> None:
+        self.x, self.y = x, y
+        self.taken = 0
+
+    def take(self, n: int) -> tuple[Tensor, Tensor]:
+        """The next ``n`` images and their true labels; ValueError when the pool is exhausted."""
+        if self.taken + n > len(self.y):
+            raise ValueError(f"the owner's pool holds {len(self.y)} images, {self.taken + n} were asked for")
+        part = slice(self.taken, self.taken + n)
+        self.taken += n
+        return self.x[part], self.y[part]
+
+
+class Watermark(ABC):
+    """A watermarking scheme: secret creation, an embedding loss term and verification.
+
+    Parameters
+    ----------
+    params : WatermarkParams
+        The scheme's validated parameters.
+    num_classes : int
+        Classes C of the task the model solves.
+    """
+
+    Params: ClassVar[type[WatermarkParams]]
+    statistic: ClassVar[str]  # "match", "ber" or "wdr" (see Verdict)
+
+    def __init__(self, params: WatermarkParams, num_classes: int) -> None:
+        self.params = params
+        self.num_classes = num_classes
+
+    @abstractmethod
+    def create(self, key: bytes, pool: OwnerPool, model: nn.Module) -> Secrets:
+        """Draw the secrets from ``key`` (and natural images from ``pool``) for models shaped like ``model``."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, secrets: Secrets, generator: torch.Generator, batch_size: int) -> Tensor:
+        """The watermark term of one embedding step (added to the clean cross-entropy); ``batch_size``
+        triggers per step for trigger-set schemes."""
+
+    @abstractmethod
+    def answers(self, model: nn.Module, secrets: Secrets) -> tuple[Tensor, float]:
+        """Which secret answers the model gives (bool, one per trigger or bit) and the probability
+        that a model without the watermark gives each one by chance."""
+
+    def public(self, secrets: Secrets) -> dict[str, list[str]]:
+        """What may be published about the secrets without revealing them (e.g. commitments)."""
+        return {}
+
+    def score(self, model: nn.Module, secrets: Secrets) -> float:
+        """Share of secret answers matched (0..1): trigger accuracy or 1 − BER; embedding stops at a target."""
+        correct, _ = self.answers(model, secrets)
+        return correct.float().mean().item()
+
+    def verify(self, model: nn.Module, secrets: Secrets, false_alarm: float = 1e-6) -> Verdict:
+        """Count matches and turn them into a binomial p-value; verified when it is at most ``false_alarm``."""
+        correct, chance = self.answers(model, secrets)
+        return Verdict.binomial(self.statistic, int(correct.sum()), correct.numel(), chance, false_alarm)
+
+
+WATERMARKS: Registry[type[Watermark]] = Registry("watermark scheme")

@@ -1,0 +1,149 @@
+"""``fedsec verify``, ``fedsec attack-watermark`` and ``fedsec watermark-plot`` (typer functions,
+registered in :mod:`fedsec.cli`)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from fedsec.results import MODEL_FILE, read_jsonl, write_atomic
+
+EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT = 0, 1, 2
+
+# The grid of `attack-watermark --all`: attack -> strengths of its `strength` parameter.
+DEFAULT_GRID: dict[str, list[Any]] = {
+    "finetune": [1, 2, 5, 10],
+    "prune": [0.1, 0.3, 0.5, 0.7, 0.9],
+    "quantize": ["int8", "fp16"],
+    "overwrite": [50, 200],
+    "distill": [5],
+}
+
+RunOption = Annotated[Path, typer.Option("--run", help="Run directory of a watermarked run.")]
+ModelOption = Annotated[Path | None, typer.Option("--model", help="Model file to check (default: the run's model.pt).")]
+
+
+def _bad_input(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _load(run: Path, model_file: Path | None):
+    """The run's owner, scenario, dataset and the model to check; one-line exit 2 on bad input."""
+    from fedsec.training import resolve_device
+    from fedsec.watermark.owner import load_model, load_owner
+
+    if not run.is_dir():
+        raise _bad_input(f"{run}: not a run directory")
+    try:
+        device = resolve_device("auto")
+        owner, scenario, dataset = load_owner(run, device)
+        model = load_model(model_file or run / MODEL_FILE, scenario, dataset, device)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise _bad_input(str(exc).splitlines()[0]) from None
+    return owner, scenario, dataset, model
+
+
+def verify(run: RunOption, model: ModelOption = None) -> None:
+    """Check a model for the run owner's watermark; exit 0 verified, 1 not, 2 bad input."""
+    owner, _, _, net = _load(run, model)
+    v = owner.verify(net)
+    typer.echo(
+        f"{owner.scheme.params.name}: {v.statistic_name}={v.statistic:.4f} ({v.matches}/{v.total} secret answers), "
+        f"p-value={v.p_value:.3g}, {v.bits:.1f} bits, false-alarm bound {owner.config.false_alarm:g}: "
+        f"{'VERIFIED' if v.verified else 'NOT VERIFIED'}")
+    raise typer.Exit(EXIT_VERIFIED if v.verified else EXIT_NOT_VERIFIED)
+
+
+def _strength(text: str) -> Any:
+    return yaml.safe_load(text.strip())
+
+
+def attack_watermark(
+    run: RunOption,
+    attack: Annotated[str | None, typer.Option(help="Removal attack: distill, finetune, overwrite, prune, quantize.")] = None,
+    strength: Annotated[str | None, typer.Option(help="Comma-separated values of the attack's strength parameter.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Other attack parameter: key=value (repeatable).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Run the default grid of every attack.")] = False,
+    model: ModelOption = None,
+    seed: Annotated[int, typer.Option(help="Seed of the attacker's data and randomness.")] = 0,
+) -> None:
+    """Attack the watermarked model and print a Markdown robustness table (also saved in the run dir)."""
+    from pydantic import ValidationError
+
+    from fedsec.training import evaluate
+    from fedsec.watermark.owner import template_model
+    from fedsec.watermark.removal import REMOVALS, RemovalContext, build_removal
+
+    if all_ == (attack is not None):
+        raise _bad_input("give --attack (with --strength) or --all")
+    owner, scenario, dataset, net = _load(run, model)
+    extra = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise _bad_input(f"--set {item}: expected key=value")
+        extra[key.strip()] = yaml.safe_load(value)
+    if all_:
+        grid = DEFAULT_GRID
+    else:
+        if attack not in REMOVALS:
+            raise _bad_input(f"--attack {attack}: not one of {', '.join(REMOVALS.names())}")
+        default = REMOVALS.get(attack).Params.model_fields[REMOVALS.get(attack).strength].default
+        grid = {attack: [_strength(s) for s in strength.split(",")] if strength else [default]}
+    device = next(net.parameters()).device
+    context = RemovalContext(dataset, lambda: template_model(scenario, dataset), owner.scheme,
+                             owner.config.embedding, seed)
+    count = scenario.data.test_samples or len(dataset.test_y)
+    test_x, test_y = dataset.test_x[:count], dataset.test_y[:count]
+
+    def row(name: str, value: Any, attacked: Any) -> str:
+        ma = evaluate(attacked, test_x, test_y, 1000, device).accuracy
+        v = owner.verify(attacked)
+        return (f"| {name} | {value} | {ma:.2%} | {v.statistic_name} {v.statistic:.3f} | {v.p_value:.2e} "
+                f"| {'yes' if v.verified else 'no'} |")
+
+    lines = ["| attack | strength | MA | statistic | p-value | verified |", "|---|---|---|---|---|---|",
+             row("none", "–", net)]
+    typer.echo("\n".join(lines))
+    for name, values in grid.items():
+        cls = REMOVALS.get(name)
+        for value in values:
+            try:
+                removal = build_removal({**(extra if not all_ else {}), "name": name, cls.strength: value})
+            except ValidationError as exc:
+                raise _bad_input(f"{name}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+            line = row(name, f"{cls.strength}={value}", removal(copy.deepcopy(net), context))
+            typer.echo(line)
+            lines.append(line)
+    target = run / ("robustness.md" if all_ else f"robustness-{attack}.md")
+    write_atomic(target, "\n".join(lines) + "\n")
+    typer.echo(f"saved {target}")
+
+
+def watermark_plot(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (one line each).")],
+    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("watermark.png"),
+) -> None:
+    """Plot the watermark statistic and its evidence (bits) per round for several runs."""
+    from fedsec.scenario import ScenarioError, load_scenario
+    from fedsec.watermark.plots import plot_watermark
+
+    records = {}
+    bound = None
+    for path in runs:
+        rows = read_jsonl(path / "metrics.jsonl")
+        if not any("wm_bits" in r for r in rows):
+            raise _bad_input(f"{path}: no watermark records in metrics.jsonl")
+        records[path.name] = rows
+        try:
+            scenario = load_scenario(path / "scenario.yaml")
+        except ScenarioError:
+            continue
+        bound = scenario.watermark.false_alarm if scenario.watermark else bound
+    plot_watermark(records, out, bound)
+    typer.echo(f"wrote {out}")

@@ -1,0 +1,181 @@
+"""The model owner: holds the watermark secrets, embeds after aggregation, verifies every round.
+
+Key and data. The owner's 256-bit key comes from ``os.urandom`` (``key: random``) or from the
+scenario seed (``key: seeded``: reproducible, but anyone who reads the scenario can derive it).
+It is written to ``<run>/owner/key`` and reused when that file exists. Everything else derives
+from the key: a key-seeded permutation of the training set gives the owner's clean set (the
+first ``owner_samples`` images) and, after it, the natural images schemes turn into triggers.
+(Clients' partitions also cover the training set; the owner is a participant holding some of
+the same data distribution, never the test set the evaluator scores on.)
+
+Secrets. ``owner/`` is created with mode 0o700; ``key``, ``secrets.pt`` (the scheme's tensors)
+and ``public.json`` (commitments, when the scheme has any) are written with mode 0o600. Round
+records get statistics only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fedsec.data.datasets import ImageDataset, load_dataset
+from fedsec.models import build_model
+from fedsec.results import SCENARIO_FILE, write_atomic
+from fedsec.scenario import Scenario, load_scenario
+from fedsec.watermark.base import (
+    WATERMARKS,
+    OwnerPool,
+    Secrets,
+    Watermark,
+    key_generator,
+    key_seed,
+)
+from fedsec.watermark.config import WatermarkConfig
+from fedsec.watermark.embedding import embed
+from fedsec.watermark.plots import plot_watermark
+from fedsec.watermark.stats import Verdict
+
+OWNER_DIR = "owner"
+KEY_FILE = "key"
+SECRETS_FILE = "secrets.pt"
+PUBLIC_FILE = "public.json"
+PLOT_FILE = "watermark.png"
+SECRET_MODE, DIRECTORY_MODE = 0o600, 0o700
+
+
+def build_scheme(config: WatermarkConfig, num_classes: int) -> Watermark:
+    """The scheme object the config names."""
+    return WATERMARKS.get(config.scheme.name)(config.scheme, num_classes)
+
+
+def template_model(scenario: Scenario, dataset: ImageDataset) -> nn.Module:
+    """A CPU model of the scenario's architecture (weights are irrelevant; the global random state
+    is left as it was, so a watermarked run trains like the same run without the watermark)."""
+    with torch.random.fork_rng(devices=[]):
+        return build_model(scenario.model.name, dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std)
+
+
+def _owner_key(config: WatermarkConfig, seed: int, owner_dir: Path) -> bytes:
+    path = owner_dir / KEY_FILE
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    if config.key == "seeded":
+        key = hashlib.sha256(b"fedsec-owner-key\x00" + str(seed).encode()).digest()
+    else:
+        key = os.urandom(32)
+    write_atomic(path, key.hex() + "\n", mode=SECRET_MODE)
+    return key
+
+
+class WatermarkOwner:
+    """The only watermark object the server calls.
+
+    Parameters
+    ----------
+    config : WatermarkConfig
+        The scenario's watermark section.
+    scenario : Scenario
+        The whole scenario (seed, architecture, rounds).
+    dataset : ImageDataset
+        The task's data; the owner samples its clean set and natural trigger images from ``train_x``.
+    device : torch.device
+        Where the owner's embedding runs.
+    owner_dir : Path
+        The run directory's owner folder; secrets are read from it when present, else drawn and written.
+    """
+
+    def __init__(self, config: WatermarkConfig, scenario: Scenario, dataset: ImageDataset,
+                 device: torch.device, owner_dir: Path) -> None:
+        self.config, self.scenario, self.device, self.owner_dir = config, scenario, device, owner_dir
+        owner_dir.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+        os.chmod(owner_dir, DIRECTORY_MODE)
+        self.key = _owner_key(config, scenario.seed, owner_dir)
+        self.scheme = build_scheme(config, dataset.num_classes)
+        order = torch.randperm(len(dataset.train_y), generator=key_generator(self.key, "owner-data"))
+        clean, rest = order[: config.owner_samples], order[config.owner_samples :]
+        self.clean_x, self.clean_y = dataset.train_x[clean].to(device), dataset.train_y[clean].to(device)
+        secrets_path = owner_dir / SECRETS_FILE
+        if secrets_path.exists():
+            self.secrets: Secrets = torch.load(secrets_path, map_location="cpu", weights_only=True)
+        else:
+            pool = OwnerPool(dataset.train_x[rest], dataset.train_y[rest])
+            self.secrets = self.scheme.create(self.key, pool, template_model(scenario, dataset))
+            buffer = io.BytesIO()
+            torch.save(self.secrets, buffer)
+            write_atomic(secrets_path, buffer.getvalue(), mode=SECRET_MODE)
+            public = self.scheme.public(self.secrets)
+            if public:
+                write_atomic(owner_dir / PUBLIC_FILE, json.dumps(public, indent=1) + "\n", mode=SECRET_MODE)
+        self.secrets = {k: v.to(device) for k, v in self.secrets.items()}
+        self.history: list[dict[str, Any]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs besides the files in ``owner/``: the per-round statistics
+        the final plot draws."""
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.history = list(state["history"])
+
+    def verify(self, model: nn.Module) -> Verdict:
+        """The verdict on ``model`` under the scenario's false-alarm bound."""
+        return self.scheme.verify(model, self.secrets, self.config.false_alarm)
+
+    def after_aggregation(self, round_number: int, model: nn.Module) -> dict[str, float]:
+        """Embed when the schedule says so (in place on ``model``, which holds the new global
+        weights), then verify. Returns round-record fields: ``wm_embedded`` (0/1), ``wm_steps``,
+        ``wm_s`` (seconds), ``wm_<statistic>``, ``wm_p_value``, ``wm_bits``, ``wm_verified`` (0/1)."""
+        started = time.perf_counter()
+        embedded = self.config.schedule.active(round_number)
+        steps = 0
+        if embedded:
+            generator = torch.Generator().manual_seed(key_seed(self.key, f"embed-{round_number}"))
+            steps = embed(model, self.scheme, self.secrets, self.clean_x, self.clean_y,
+                          self.config.embedding, generator).steps
+        record = {"wm_embedded": int(embedded), "wm_steps": steps, **self.verify(model).record(),
+                  "wm_s": time.perf_counter() - started}
+        self.history.append({"round": round_number, **record})
+        if round_number == self.scenario.rounds and self.scenario.output.plots:
+            plot_watermark({self.scenario.name: self.history}, self.owner_dir.parent / PLOT_FILE,
+                           self.config.false_alarm)
+        return record
+
+
+def load_owner(run_dir: Path, device: torch.device) -> tuple[WatermarkOwner, Scenario, ImageDataset]:
+    """The owner of a finished (or running) run directory, with its scenario and dataset.
+
+    ValueError when the run has no watermark or its secrets are missing.
+    """
+    from fedsec.scenario import ScenarioError
+
+    try:
+        scenario = load_scenario(run_dir / SCENARIO_FILE)
+    except ScenarioError as exc:
+        raise ValueError(exc.lines[0]) from None
+    if scenario.watermark is None:
+        raise ValueError(f"{run_dir}: the scenario has no watermark section")
+    if not (run_dir / OWNER_DIR / SECRETS_FILE).exists():
+        raise ValueError(f"{run_dir}: no {OWNER_DIR}/{SECRETS_FILE} (not a watermarked run, or not readable)")
+    dataset = load_dataset(scenario.data.dataset, scenario.data.root)
+    return WatermarkOwner(scenario.watermark, scenario, dataset, device, run_dir / OWNER_DIR), scenario, dataset
+
+
+def load_model(path: Path, scenario: Scenario, dataset: ImageDataset, device: torch.device) -> nn.Module:
+    """A model file written by a run (``{"model", "dataset", "state_dict"}``) or by a removal attack,
+    built with the scenario's dataset shape. ValueError when it does not fit."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(payload["model"], dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std)
+        model.load_state_dict(payload["state_dict"])
+    except (OSError, KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a model file of this run ({type(exc).__name__}: {str(exc)[:120]})") from None
+    return model.to(device).eval()

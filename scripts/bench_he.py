@@ -1,0 +1,144 @@
+"""Encryption costs for the Fashion-MNIST CNN: fedsec's code paths against raw TenSEAL calls.
+
+For one update of the CNN's size (206,922 values), the median over --repeats runs of:
+  client encryption   fedsec.crypto.transport.client_update_record (scale, encrypt, serialize into a
+                      Flower record) vs raw ts.ckks_vector + serialize per 4096-value chunk;
+  server aggregation  validation (deserialize) + sum of --clients updates + add to the global model
+                      vs raw ts.ckks_vector_from + '+';
+  client decryption   fedsec.crypto.transport.client_global_vector vs raw ts.ckks_vector_from + decrypt;
+and ciphertext bytes per parameter. With --plain-run and --ckks-run (run directories of the same
+scenario with encryption off and on) it also prints the median round time of both and their ratio.
+
+    .venv/bin/python scripts/bench_he.py --repeats 5
+    .venv/bin/python scripts/bench_he.py --plain-run runs/fedsec-plain-... --ckks-run runs/fedsec-ckks-...
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import tenseal as ts
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+from fedsec.crypto.aggregation import add, encrypted_sum
+from fedsec.crypto.config import EncryptionConfig
+from fedsec.crypto.context import Needs, ckks_parameters
+from fedsec.crypto.key_authority import KeyAuthority
+from fedsec.crypto.packing import chunk_bounds, encrypt_vector
+from fedsec.crypto.transport import (
+    HE_COEFFICIENTS_KEY,
+    HE_KEYS_KEY,
+    HE_SLOTS_KEY,
+    client_global_vector,
+    client_update_record,
+    validate_encrypted_reply,
+)
+from fedsec.fl.protocol import (
+    METRICS_RECORD,
+    NUM_EXAMPLES_KEY,
+    PARTITION_KEY,
+    SAMPLED_KEY,
+    UPDATE_RECORD,
+)
+from fedsec.fl.validation import RejectedReply
+from fedsec.results import RunDirectory
+
+CNN_PARAMETERS = 206_922
+
+
+def median_s(function: Callable[[], object], repeats: int) -> float:
+    """Median wall seconds of ``function`` over ``repeats`` calls (after one warm-up call)."""
+    function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+class TrainReply:
+    """The parts of a Flower train reply that server-side validation reads (no Flower run needed)."""
+
+    def __init__(self, record: ArrayRecord, partition: int) -> None:
+        self.content = RecordDict({
+            UPDATE_RECORD: record,
+            METRICS_RECORD: MetricRecord({PARTITION_KEY: partition, NUM_EXAMPLES_KEY: 600}),
+        })
+
+    def has_error(self) -> bool:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=10, help="updates summed by the server")
+    parser.add_argument("--plain-run", type=Path)
+    parser.add_argument("--ckks-run", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    params = ckks_parameters(EncryptionConfig(mode="ckks"), Needs(depth=1, rotations=False))
+    authority = KeyAuthority(params, Path(tempfile.mkdtemp()), CNN_PARAMETERS)
+    public, secret = authority.public_context(), authority._context
+    update = torch.randn(CNN_PARAMETERS, generator=torch.Generator().manual_seed(0)) * 0.01
+    values = update.double().numpy()
+    bounds = chunk_bounds(CNN_PARAMETERS, params.slots)
+    config = ConfigRecord({HE_KEYS_KEY: str(authority.secret_context_file), HE_SLOTS_KEY: params.slots,
+                           SAMPLED_KEY: [0], HE_COEFFICIENTS_KEY: [0.1]})
+    print(f"N={params.poly_modulus_degree} chain={list(params.coeff_mod_bit_sizes)} scale=2^{params.scale_bits} "
+          f"d={CNN_PARAMETERS} ciphertexts={len(bounds)} repeats={args.repeats}")
+
+    def raw_encrypt() -> list[bytes]:
+        return [ts.ckks_vector(secret, values[a:b]).serialize() for a, b in bounds]
+
+    ours_enc = median_s(lambda: client_update_record(update, 0, config), args.repeats)
+    raw_enc = median_s(raw_encrypt, args.repeats)
+    record, _ = client_update_record(update, 0, config)
+    blobs = raw_encrypt()
+    bytes_per_param = sum(len(b) for b in blobs) / CNN_PARAMETERS
+
+    replies = [TrainReply(record, 0) for _ in range(args.clients)]
+    global_chunks = encrypt_vector(public, update, params.slots)
+    max_bytes = 2 * max(len(b) for b in blobs)
+
+    def ours_aggregate() -> None:
+        valid = [validate_encrypted_reply(r, 0, public, CNN_PARAMETERS, params.slots, max_bytes) for r in replies]
+        assert not any(isinstance(v, RejectedReply) for v in valid)
+        add(global_chunks, encrypted_sum([v.chunks for v in valid]))
+
+    def raw_aggregate() -> None:
+        vectors = [[ts.ckks_vector_from(public, b) for b in blobs] for _ in range(args.clients)]
+        total = vectors[0]
+        for vector in vectors[1:]:
+            total = [x + y for x, y in zip(total, vector, strict=True)]
+        [g + t for g, t in zip(global_chunks, total, strict=True)]
+
+    ours_agg = median_s(ours_aggregate, args.repeats)
+    raw_agg = median_s(raw_aggregate, args.repeats)
+    ours_dec = median_s(lambda: client_global_vector(record, config), args.repeats)
+    raw_dec = median_s(lambda: [ts.ckks_vector_from(secret, b).decrypt() for b in blobs], args.repeats)
+    error = (client_global_vector(record, config)[0].double() - 0.1 * update.double()).abs().max().item()
+
+    print(f"{'phase':<34}{'fedsec s':>10}{'raw s':>10}{'ratio':>8}")
+    for name, ours, raw in (("client encryption (1 update)", ours_enc, raw_enc),
+                            (f"server aggregation ({args.clients} updates)", ours_agg, raw_agg),
+                            ("client decryption (global model)", ours_dec, raw_dec)):
+        print(f"{name:<34}{ours:>10.3f}{raw:>10.3f}{ours / raw:>8.2f}")
+    print(f"ciphertext bytes per parameter: {bytes_per_param:.1f}  (float32: 4)")
+    print(f"max abs error after encrypt/decrypt: {error:.2e}")
+    if args.plain_run and args.ckks_run:
+        plain = statistics.median(r["round_s"] for r in RunDirectory(args.plain_run).rounds())
+        ckks = statistics.median(r["round_s"] for r in RunDirectory(args.ckks_run).rounds())
+        print(f"median round: plaintext {plain:.2f} s, encrypted {ckks:.2f} s, ratio {ckks / plain:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""A real 2 x 2 sweep with 2 seeds through ``fedsec sweep`` (each cell a Flower simulation in its
+own process, two at a time): sweep.csv, sweep.md and report.html are written, and running the
+same command again runs nothing."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+TINY = {
+    "name": "tiny",
+    "rounds": 1,
+    "data": {"dataset": "digits", "num_clients": 3, "partitioner": {"name": "iid"}, "test_samples": 300},
+    "model": {"name": "mlp"},
+    "client": {"local_epochs": 1, "batch_size": 32, "lr": 0.1},
+    "resources": {"device": "cpu"},
+    "attack": {"ids": [0], "data": {"name": "badnets", "target_label": 0}},
+    "output": {"save_model": False, "plots": False},
+}
+
+
+def sweep(base: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fedsec", "sweep", str(base), "--grid", "defenses=[],[{name: median}]",
+         "--grid", "attack.data.poison_fraction=0.2,0.8", "--seeds", "0,1", "--jobs", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+
+
+def test_sweep_writes_tables_and_report_and_resumes(tmp_path: Path) -> None:
+    base = tmp_path / "tiny.yaml"
+    base.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "sweep"
+
+    first = sweep(base, out)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "8 cells, 0 finished, 8 to run" in first.stdout
+
+    with open(out / "sweep.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and all(row["status"] == "finished" for row in rows)
+    assert {(r["defenses"], r["attack.data.poison_fraction"], r["seed"]) for r in rows} == {
+        (d, p, s) for d in ("none", "median") for p in ("0.2", "0.8") for s in ("0", "1")}
+    for row in rows:
+        assert 0 <= float(row["ma"]) <= 1 and 0 <= float(row["asr"]) <= 1
+        summary = yaml.safe_load((out / row["run"] / "scenario.yaml").read_text())
+        assert summary["seed"] == int(row["seed"])
+        assert summary["data"]["dataset"] == "digits"
+
+    table = (out / "sweep.md").read_text().splitlines()
+    assert len(table) == 2 + 4  # header, rule, one line per grid combination
+    assert all(re.search(r"\| 2 \| \d+\.\d ± \d+\.\d \|", line) for line in table[2:])
+
+    report = (out / "report.html").read_text()
+    assert report.count('src="data:image/png;base64,') >= 4
+    assert not re.search(r'(src|href)="(?!data:)', report)  # self-contained: no external reference
+
+    summaries = sorted(out.glob("cells/*/summary.json"))
+    stamps = [p.stat().st_mtime_ns for p in summaries]
+    second = sweep(base, out)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "8 cells, 8 finished, 0 to run" in second.stdout and "running" not in second.stdout
+    assert sorted(out.glob("cells/*/summary.json")) == summaries
+    assert [p.stat().st_mtime_ns for p in summaries] == stamps

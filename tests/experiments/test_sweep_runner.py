@@ -1,0 +1,99 @@
+"""Running a sweep's cells with a stand-in runner: finished cells are skipped, incomplete ones
+start again from an empty directory, failures are reported; tables aggregate over seeds."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fedsec.experiments.grid import SweepSpec, parse_grid_option
+from fedsec.experiments.sweep import PlannedCell, plan, run_sweep
+from fedsec.experiments.table import format_values, markdown_table, read_csv, write_tables
+
+BASE = {"name": "b", "rounds": 1, "data": {"dataset": "digits", "num_clients": 3}, "model": {"name": "mlp"}}
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> SweepSpec:
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(BASE))
+    return SweepSpec(base, "t", (), (parse_grid_option("client.lr=0.1,0.2"),), (0, 1))
+
+
+def fake_runner(log: list[str], fail: set[str] = frozenset()):  # noqa: ANN201
+    """Writes a summary whose MA is the learning rate plus the seed / 10 (a known table)."""
+    def run(p: PlannedCell) -> int:
+        log.append(p.path.name)
+        if p.path.name in fail:
+            return 1
+        ma = p.scenario.client.lr + p.scenario.seed / 10
+        (p.path / "summary.json").write_text(json.dumps({"ma": ma, "asr": None, "rounds": 1, "wall_s": 2.0}))
+        return 0
+    return run
+
+
+def test_second_invocation_runs_only_unfinished_cells(spec: SweepSpec, tmp_path: Path) -> None:
+    planned = plan(spec, tmp_path / "out")
+    log: list[str] = []
+    outcome = run_sweep(spec, planned, runner=fake_runner(log))
+    assert len(outcome.ran) == 4 and not outcome.skipped and not outcome.failed and len(log) == 4
+
+    interrupted = planned[1]
+    (interrupted.path / "summary.json").unlink()
+    (interrupted.path / "metrics.jsonl").write_text('{"round": 1}\n')  # left by the killed run
+    log.clear()
+    again = run_sweep(spec, plan(spec, tmp_path / "out"), runner=fake_runner(log))
+    assert log == [interrupted.path.name] and len(again.skipped) == 3
+    assert not (interrupted.path / "metrics.jsonl").exists()  # re-run from scratch
+    assert json.loads((interrupted.path / "cell.json").read_text()) == {"grid": {"client.lr": "0.1"}, "seed": 1}
+    assert yaml.safe_load((interrupted.path / "scenario.yaml").read_text())["seed"] == 1
+
+
+def test_failed_cells_are_reported_and_retried(spec: SweepSpec, tmp_path: Path) -> None:
+    planned = plan(spec, tmp_path / "out")
+    log: list[str] = []
+    outcome = run_sweep(spec, planned, runner=fake_runner(log, fail={planned[0].path.name}))
+    assert [p.path for p in outcome.failed] == [planned[0].path] and len(outcome.ran) == 3
+    log.clear()
+    assert len(run_sweep(spec, planned, runner=fake_runner(log)).ran) == 1 and log == [planned[0].path.name]
+
+
+def test_jobs_run_cells_at_the_same_time(spec: SweepSpec, tmp_path: Path) -> None:
+    planned = plan(spec, tmp_path / "out")
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def slow(p: PlannedCell) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return fake_runner([])(p)
+
+    assert len(run_sweep(spec, planned, jobs=2, runner=slow).ran) == 4 and peak[0] == 2
+
+
+def test_tables_show_mean_and_spread_over_seeds(spec: SweepSpec, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    planned = plan(spec, out)
+    run_sweep(spec, planned[:3], runner=fake_runner([]))  # the last cell never ran
+    rows = write_tables(["client.lr"], planned, out)
+    assert [r["status"] for r in rows] == ["finished"] * 3 + ["missing"]
+    assert read_csv(out / "sweep.csv", ["client.lr"])[0] == {**rows[0], "asr": None}
+    lines = (out / "sweep.md").read_text().splitlines()
+    # lr 0.1: MA 10% and 20% over seeds 0 and 1 -> 15.0 ± 7.1; lr 0.2: only seed 0 finished -> 20.0
+    assert lines[2].startswith("| 0.1 | 2 | 15.0 ± 7.1 | – |")
+    assert lines[3].startswith("| 0.2 | 1 | 20.0 | – |")
+    assert markdown_table(rows, ["client.lr"]) == (out / "sweep.md").read_text()
+
+
+def test_watermark_columns_are_summarised() -> None:
+    assert format_values([True, False, True], "wm_verified") == "2/3"
+    assert format_values([10.0, 14.0], "wm_bits") == "12.0 ± 2.8"
+    assert format_values([None, None], "asr") == "–"

@@ -1,0 +1,67 @@
+"""The owner: secret files and permissions, reproducible seeded keys, schedules, records without secrets."""
+
+from __future__ import annotations
+
+import copy
+import json
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from fedsec.results import RunDirectory
+from fedsec.watermark.config import WatermarkSchedule
+from fedsec.watermark.owner import WatermarkOwner
+
+
+def test_secrets_are_owner_only_files(scenario_with, digits, owner_dir: Path) -> None:
+    scenario = scenario_with({"name": "keyed-labels", "triggers": 20}, key="random")
+    WatermarkOwner(scenario.watermark, scenario, digits, torch.device("cpu"), owner_dir)
+    assert stat.S_IMODE(owner_dir.stat().st_mode) == 0o700
+    files = sorted(p.name for p in owner_dir.iterdir())
+    assert files == ["key", "secrets.pt"]
+    for path in owner_dir.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_seeded_keys_reproduce_and_random_keys_do_not(scenario_with, digits, tmp_path: Path) -> None:
+    def owner(key: str, where: str) -> WatermarkOwner:
+        scenario = scenario_with({"name": "uchida", "bits": 16}, key=key)
+        return WatermarkOwner(scenario.watermark, scenario, digits, torch.device("cpu"), tmp_path / where)
+
+    a, b = owner("seeded", "a"), owner("seeded", "b")
+    assert a.key == b.key and torch.equal(a.secrets["projection"], b.secrets["projection"])
+    c, d = owner("random", "c"), owner("random", "d")
+    assert c.key != d.key and not torch.equal(c.secrets["projection"], d.secrets["projection"])
+    again = owner("random", "c")  # an existing owner folder is reused (resume, verify)
+    assert again.key == c.key and torch.equal(again.secrets["projection"], c.secrets["projection"])
+
+
+def test_schedules(scenario_with, ) -> None:
+    assert [WatermarkSchedule().active(r) for r in (1, 5)] == [True, True]
+    once = WatermarkSchedule(mode="once", start_round=3)
+    assert [once.active(r) for r in (2, 3, 4)] == [False, True, False]
+    window = WatermarkSchedule(mode="window", start_round=2, end_round=3)
+    assert [window.active(r) for r in (1, 2, 3, 4)] == [False, True, True, False]
+    with pytest.raises(ValueError):
+        WatermarkSchedule(mode="window")
+
+
+def test_round_records_hold_statistics_only(scenario_with, digits, clean_models, tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path)
+    scenario = scenario_with({"name": "keyed-labels", "triggers": 30},
+                             schedule={"mode": "once", "start_round": 1}, embedding={"max_steps": 20})
+    owner = WatermarkOwner(scenario.watermark, scenario, digits, torch.device("cpu"), run.file("owner"))
+    model = copy.deepcopy(clean_models[0])
+    for round_number in (1, 2):
+        record = owner.after_aggregation(round_number, model)
+        assert set(record) == {"wm_embedded", "wm_steps", "wm_s", "wm_match", "wm_p_value", "wm_bits", "wm_verified"}
+        assert all(isinstance(v, (int, float)) for v in record.values())
+        run.append_round({"round": round_number, **record})
+    assert [r["wm_embedded"] for r in run.rounds()] == [1, 0]
+    text = run.file("metrics.jsonl").read_text()
+    assert owner.key.hex() not in text
+    labels = "".join(str(int(v)) for v in owner.secrets["y"])
+    assert labels not in text and len(text) < 600
+    assert json.loads(text.splitlines()[0])["wm_steps"] <= 20
