@@ -11,7 +11,7 @@ descendants() {  # every live descendant PID of $1, deepest first
 tree_pids() {  # tree_pids PID...: each live PID and its descendants
   local pid
   for pid in "$@"; do
-    kill -0 "$pid" 2>/dev/null && echo "$(descendants "$pid") $pid"
+    if kill -0 "$pid" 2>/dev/null; then echo "$(descendants "$pid") $pid"; fi
   done
 }
 

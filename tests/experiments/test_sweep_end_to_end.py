@@ -1,10 +1,11 @@
 """A real 2 x 2 sweep with 2 seeds through ``fedsec sweep`` (each cell a Flower simulation in its
-own process, two at a time): sweep.csv, sweep.md and report.html are written, and running the
-same command again runs nothing."""
+own process, two at a time): sweep.csv, sweep.md and report.html are written, running the
+same command again runs nothing, and ``fedsec game`` solves the sweep's attacker/defender game."""
 
 from __future__ import annotations
 
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -67,3 +68,18 @@ def test_sweep_writes_tables_and_report_and_resumes(tmp_path: Path) -> None:
     assert "8 cells, 8 finished, 0 to run" in second.stdout and "running" not in second.stdout
     assert sorted(out.glob("cells/*/summary.json")) == summaries
     assert [p.stat().st_mtime_ns for p in summaries] == stamps
+
+    game = subprocess.run(
+        [sys.executable, "-m", "fedsec", "game", str(out), "--attacker", "attack.data.poison_fraction",
+         "--defender", "defenses", "--ma-min", "0.0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert game.returncode == 0, game.stderr[-3000:]
+    solved = json.loads((out / "game.json").read_text())
+    assert solved["attacker_labels"] == ["0.2", "0.8"] and solved["defender_labels"] == ["none", "median"]
+    for strategy in (solved["attacker_strategy"], solved["defender_strategy"]):
+        assert abs(sum(strategy) - 1) < 1e-9 and min(strategy) >= -1e-9
+    payoff = solved["payoff"]
+    attacker_guarantee = min(sum(p * payoff[i][j] for i, p in enumerate(solved["attacker_strategy"]))
+                             for j in range(2))
+    assert abs(attacker_guarantee - solved["value"]) < 1e-6  # the equilibrium strategy secures the value
