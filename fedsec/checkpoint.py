@@ -29,7 +29,8 @@ class Checkpoint:
     round : int
         Rounds finished; the resumed run starts at ``round + 1``.
     global_vector : torch.Tensor
-        (d,) flattened global model after that round.
+        (d,) flattened global model after that round; empty under encryption, where the
+        ``encrypted`` component holds the model as ciphertexts.
     defenses : dict
         The defense pipeline's ``state_dict()``.
     senders : dict[int, int]

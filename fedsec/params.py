@@ -39,3 +39,13 @@ def model_vector(model: nn.Module) -> torch.Tensor:
 def load_vector(model: nn.Module, vector: torch.Tensor) -> None:
     """Write a flat vector into the model's floating-point state, in place."""
     model.load_state_dict(unflatten(vector, float_state(model)), strict=False)
+
+
+def vector_slice(model: nn.Module, name: str) -> slice:
+    """Where state entry ``name`` sits in :func:`model_vector`'s vector."""
+    start = 0
+    for key, value in float_state(model).items():
+        if key == name:
+            return slice(start, start + value.numel())
+        start += value.numel()
+    raise KeyError(f"{name!r} is not a floating-point entry of the model's state")

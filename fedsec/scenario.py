@@ -358,9 +358,9 @@ class Scenario(Section):
                 )
         if self.model.name == "resnet18" and self.data.dataset != "cifar10":
             raise ValueError("model.name: resnet18 expects 32x32 colour images (data.dataset: cifar10)")
-        if self.encryption.enabled:
+        if self.encryption.mode != "off":  # simulated keeps ckks's rules, so its results transfer
             for i, spec in enumerate(self.defenses):
-                if problem := encrypted_defense_problem(i, spec.name):
+                if problem := encrypted_defense_problem(i, spec.name, self.encryption.mode):
                     raise ValueError(problem)
         return self
 

@@ -6,7 +6,10 @@ For one update of the CNN's size (206,922 values), the median over --repeats run
   server aggregation  validation (deserialize) + sum of --clients updates + add to the global model
                       vs raw ts.ckks_vector_from + '+';
   client decryption   fedsec.crypto.transport.client_global_vector vs raw ts.ckks_vector_from + decrypt;
-and ciphertext bytes per parameter. With --plain-run and --ckks-run (run directories of the same
+and ciphertext bytes per parameter. With --whitebox, one FedCrypt embedding step on the CNN's last
+linear layer (1,280 values, 32 bits, N = 8192, chain [50, 33, 33, 33, 50]): fedsec.crypto.whitebox's
+EncryptedEmbedder.step (key-authority refreshes, logged) vs the same TenSEAL calls with a private
+context (decrypt and encrypt in place of the refreshes). With --plain-run and --ckks-run (run directories of the same
 scenario with encryption off and on) it also prints the median round time of both and their ratio.
 
     .venv/bin/python scripts/bench_he.py --repeats 5
@@ -29,16 +32,19 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from fedsec.crypto.aggregation import add, encrypted_sum
 from fedsec.crypto.config import EncryptionConfig
 from fedsec.crypto.context import Needs, ckks_parameters
-from fedsec.crypto.key_authority import KeyAuthority
+from fedsec.crypto.key_authority import EMBEDDER, KeyAuthority
 from fedsec.crypto.packing import chunk_bounds, encrypt_vector
 from fedsec.crypto.transport import (
+    HE_BREAKS_KEY,
     HE_COEFFICIENTS_KEY,
     HE_KEYS_KEY,
     HE_SLOTS_KEY,
+    CiphertextLayout,
     client_global_vector,
     client_update_record,
     validate_encrypted_reply,
 )
+from fedsec.crypto.whitebox import STEP_NEEDS, U_SCALE, Detector, EncryptedEmbedder
 from fedsec.fl.protocol import (
     METRICS_RECORD,
     NUM_EXAMPLES_KEY,
@@ -46,7 +52,7 @@ from fedsec.fl.protocol import (
     SAMPLED_KEY,
     UPDATE_RECORD,
 )
-from fedsec.fl.validation import RejectedReply
+from fedsec.fl.validation import TRAIN_SECONDS_KEY, RejectedReply
 from fedsec.results import RunDirectory
 
 CNN_PARAMETERS = 206_922
@@ -69,17 +75,41 @@ class TrainReply:
     def __init__(self, record: ArrayRecord, partition: int) -> None:
         self.content = RecordDict({
             UPDATE_RECORD: record,
-            METRICS_RECORD: MetricRecord({PARTITION_KEY: partition, NUM_EXAMPLES_KEY: 600}),
+            METRICS_RECORD: MetricRecord({PARTITION_KEY: partition, NUM_EXAMPLES_KEY: 600, TRAIN_SECONDS_KEY: 1.0}),
         })
 
     def has_error(self) -> bool:
         return False
 
 
+def whitebox_step_s(repeats: int) -> tuple[float, float]:
+    """Median seconds of one encrypted embedding step: fedsec's and raw TenSEAL calls."""
+    config = EncryptionConfig(mode="ckks", poly_modulus_degree=8192, coeff_mod_bit_sizes=[50, 33, 33, 33, 50],
+                              global_scale_bits=33)
+    authority = KeyAuthority(ckks_parameters(config, STEP_NEEDS), Path(tempfile.mkdtemp()), CNN_PARAMETERS)
+    detector = Detector.random(32, 1280, torch.Generator().manual_seed(0))
+    embedder = EncryptedEmbedder(detector, 2.0, 0.15, authority, requester=EMBEDDER)
+    secret = authority._context
+    layer = ts.ckks_vector(secret, (torch.randn(1280, generator=torch.Generator().manual_seed(1)) * 0.05).tolist())
+    rows = (U_SCALE * detector.projection).tolist()
+    backward = (2.0 * detector.projection).tolist()
+    shift = (0.47 - detector.targets(0.15)).tolist()
+
+    def raw_step() -> None:
+        projections = [layer.dot(row) for row in rows]
+        gradients = [(u * u + u * (0.5 / U_SCALE) + s) * (u * (2 * 0.09 / U_SCALE) + 0.5)
+                     for u, s in zip(projections, shift, strict=True)]
+        gradient = ts.ckks_vector(secret, [g.decrypt()[0] for g in gradients])
+        ts.ckks_vector(secret, (layer - gradient.mm(backward)).decrypt())
+
+    return median_s(lambda: embedder.step(layer), repeats), median_s(raw_step, repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clients", type=int, default=10, help="updates summed by the server")
+    parser.add_argument("--whitebox", action="store_true", help="also time one white-box embedding step")
     parser.add_argument("--plain-run", type=Path)
     parser.add_argument("--ckks-run", type=Path)
     args = parser.parse_args()
@@ -92,7 +122,7 @@ def main() -> None:
     values = update.double().numpy()
     bounds = chunk_bounds(CNN_PARAMETERS, params.slots)
     config = ConfigRecord({HE_KEYS_KEY: str(authority.secret_context_file), HE_SLOTS_KEY: params.slots,
-                           SAMPLED_KEY: [0], HE_COEFFICIENTS_KEY: [0.1]})
+                           HE_BREAKS_KEY: [], SAMPLED_KEY: [0], HE_COEFFICIENTS_KEY: [0.1]})
     print(f"N={params.poly_modulus_degree} chain={list(params.coeff_mod_bit_sizes)} scale=2^{params.scale_bits} "
           f"d={CNN_PARAMETERS} ciphertexts={len(bounds)} repeats={args.repeats}")
 
@@ -107,11 +137,13 @@ def main() -> None:
 
     replies = [TrainReply(record, 0) for _ in range(args.clients)]
     global_chunks = encrypt_vector(public, update, params.slots)
-    max_bytes = 2 * max(len(b) for b in blobs)
+    layout = CiphertextLayout(bounds, 2 * max(len(b) for b in blobs), 2.0**params.scale_bits,
+                              len(params.coeff_mod_bit_sizes) - 1)
 
     def ours_aggregate() -> None:
-        valid = [validate_encrypted_reply(r, 0, public, CNN_PARAMETERS, params.slots, max_bytes) for r in replies]
-        assert not any(isinstance(v, RejectedReply) for v in valid)
+        valid = [validate_encrypted_reply(r, 0, public, layout) for r in replies]
+        rejected = [v.reason for v in valid if isinstance(v, RejectedReply)]
+        assert not rejected, rejected[:1]
         add(global_chunks, encrypted_sum([v.chunks for v in valid]))
 
     def raw_aggregate() -> None:
@@ -134,6 +166,9 @@ def main() -> None:
         print(f"{name:<34}{ours:>10.3f}{raw:>10.3f}{ours / raw:>8.2f}")
     print(f"ciphertext bytes per parameter: {bytes_per_param:.1f}  (float32: 4)")
     print(f"max abs error after encrypt/decrypt: {error:.2e}")
+    if args.whitebox:
+        ours_step, raw_step = whitebox_step_s(args.repeats)
+        print(f"{'white-box step (1,280 values)':<34}{ours_step:>10.3f}{raw_step:>10.3f}{ours_step / raw_step:>8.2f}")
     if args.plain_run and args.ckks_run:
         plain = statistics.median(r["round_s"] for r in RunDirectory(args.plain_run).rounds())
         ckks = statistics.median(r["round_s"] for r in RunDirectory(args.ckks_run).rounds())

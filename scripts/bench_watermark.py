@@ -22,7 +22,7 @@ from torch import nn
 from fedsec.data.datasets import load_dataset
 from fedsec.models import build_model
 from fedsec.scenario import parse_scenario
-from fedsec.watermark.embedding import embed
+from fedsec.watermark.embedding import fine_tune
 from fedsec.watermark.owner import WatermarkOwner
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     for _ in range(args.repeats):
         model = copy.deepcopy(base)
         t = time.perf_counter()
-        embed(model, owner.scheme, owner.secrets, owner.clean_x, owner.clean_y, scenario.watermark.embedding,
+        fine_tune(model, owner.scheme, owner.secrets, owner.clean_x, owner.clean_y, scenario.watermark.embedding,
               torch.Generator().manual_seed(0))
         owner_s.append(time.perf_counter() - t)
         model = copy.deepcopy(base)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENCRYPTED_DEFENSES = ("fedavg", "norm-clipping", "krum", "multi-krum", "flame", "dp-noise")
 """Defense stages that have a version on ciphertexts (fedsec.crypto.defenses)."""
@@ -17,13 +17,16 @@ class EncryptionConfig(BaseModel):
     """Whether and how updates and the global model are encrypted (CKKS through TenSEAL).
 
     ``ckks``: the server only holds ciphertexts and a public context; ``simulated``: the
-    federation runs in the clear and encrypted steps run their plaintext mirror (same
-    arithmetic, no ciphertexts) for large experiments.
+    federation runs in the clear under the same rules (only defenses with an encrypted version)
+    and the white-box watermark runs the float64 mirror of its homomorphic steps: the same
+    arithmetic without keys or ciphertexts, for experiments too large for CKKS.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
 
-    mode: Literal["off", "ckks", "simulated"] = Field("off", description="off, ckks or simulated.")
+    mode: Literal["off", "ckks", "simulated"] = Field(
+        "off", description="off; ckks: the server holds ciphertexts and a public context only; simulated: "
+        "a plaintext run under ckks's rules, white-box watermark steps by their float64 mirror.")
     poly_modulus_degree: Literal[8192, 16384, 32768] | None = Field(
         None,
         description="CKKS ring degree N (a ciphertext holds N/2 values); default: the smallest "
@@ -35,6 +38,11 @@ class EncryptionConfig(BaseModel):
         "scenario's operations need (one 40-bit level per multiplication depth).",
     )
     global_scale_bits: int = Field(40, ge=20, le=60, description="CKKS scale 2^bits of encoded values.")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML 1.1 reads an unquoted off as false
 
     @model_validator(mode="after")
     def _chain(self) -> EncryptionConfig:
@@ -52,8 +60,9 @@ class EncryptionConfig(BaseModel):
         return self.mode == "ckks"
 
 
-def encrypted_defense_problem(position: int, name: str) -> str | None:
-    """Why defense stage ``name`` (at ``position`` in the list) cannot run on ciphertexts, or None."""
+def encrypted_defense_problem(position: int, name: str, mode: str = "ckks") -> str | None:
+    """Why defense stage ``name`` (at ``position`` in the list) cannot run on ciphertexts, or None;
+    ``mode`` is the scenario's encryption mode, named in the message."""
     if name in ENCRYPTED_DEFENSES:
         return None
     usable = ", ".join(ENCRYPTED_DEFENSES)
@@ -61,4 +70,4 @@ def encrypted_defense_problem(position: int, name: str) -> str | None:
         need = "needs coordinate-wise order statistics, which cannot run on CKKS ciphertexts"
     else:
         need = "has no encrypted version (it needs per-coordinate or plaintext model access)"
-    return f"defenses.{position}.name: {name!r} {need}; with encryption.mode: ckks use {usable}"
+    return f"defenses.{position}.name: {name!r} {need}; with encryption.mode: {mode} use {usable}"

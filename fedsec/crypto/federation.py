@@ -26,15 +26,18 @@ from fedsec.crypto.aggregation import add, encrypted_sum, encrypted_weighted_sum
 from fedsec.crypto.context import Needs, ckks_parameters
 from fedsec.crypto.defenses import EncryptedScalars, run_encrypted_pipeline
 from fedsec.crypto.key_authority import SERVER, KeyAuthority
-from fedsec.crypto.packing import chunk_bounds, encrypt_vector
+from fedsec.crypto.packing import chunk_bounds, deserialize_chunks, encrypt_vector, serialize_chunks
 from fedsec.crypto.transport import (
+    HE_BREAKS_KEY,
     HE_COEFFICIENTS_KEY,
     HE_KEYS_KEY,
     HE_SLOTS_KEY,
+    CiphertextLayout,
     EncryptedReply,
     chunks_record,
     validate_encrypted_reply,
 )
+from fedsec.crypto.whitebox import STEP_NEEDS
 from fedsec.defenses import build_pipeline
 from fedsec.fl.validation import RejectedReply
 from fedsec.scenario import Scenario
@@ -47,11 +50,15 @@ def operation_needs(scenario: Scenario) -> Needs:
 
     One level always (a plaintext factor on the sum or the weighted sum); a second one when
     FLAME compares local models (inner products with the global model, which sits one level
-    down after the first aggregation). Slot sums (per-client scalars) need Galois keys.
+    down after the first aggregation). Slot sums (per-client scalars) need Galois keys. A
+    FedCrypt watermark's homomorphic steps need three levels and rotations.
     """
     names = {spec.name for spec in scenario.defenses}
     models = any(getattr(spec, "distance", None) == "models" for spec in scenario.defenses if spec.name == "flame")
-    return Needs(depth=2 if models else 1, rotations=bool(names - {"fedavg", "dp-noise"}))
+    needs = Needs(depth=2 if models else 1, rotations=bool(names - {"fedavg", "dp-noise"}))
+    if scenario.watermark is not None and scenario.watermark.scheme.name == "fedcrypt":
+        needs = Needs(depth=max(needs.depth, STEP_NEEDS.depth), rotations=True)
+    return needs
 
 
 @dataclass(frozen=True)
@@ -74,9 +81,11 @@ class EncryptedFederation:
         Where the key authority keeps its keys and its decryption log.
     initial : Tensor
         (d,) the initial global model (a public random initialisation), encrypted at once.
+    breaks : sequence of int
+        Offsets where a new ciphertext starts (a watermark's target layer gets its own).
     """
 
-    def __init__(self, scenario: Scenario, run_dir: Path, initial: torch.Tensor) -> None:
+    def __init__(self, scenario: Scenario, run_dir: Path, initial: torch.Tensor, breaks: Sequence[int] = ()) -> None:
         self.stages = build_pipeline([spec.model_dump() for spec in scenario.defenses]).stages
         self.summed = all(stage.name == "fedavg" for stage in self.stages)
         self.lr = scenario.server.lr
@@ -85,8 +94,13 @@ class EncryptedFederation:
         self.params = ckks_parameters(scenario.encryption, operation_needs(scenario))
         self.authority = KeyAuthority(self.params, run_dir, self.dimension)
         self.context = self.authority.public_context()
-        self.global_chunks = encrypt_vector(self.context, initial, self.params.slots)
-        self.max_chunk_bytes = 2 * max(len(c.serialize()) for c in self.global_chunks)
+        self.breaks = tuple(breaks)
+        self.bounds = chunk_bounds(self.dimension, self.params.slots, self.breaks)
+        self.global_chunks = encrypt_vector(self.context, initial, self.params.slots, self.breaks)
+        self.layout = CiphertextLayout(
+            self.bounds, 2 * max(len(c.serialize()) for c in self.global_chunks),
+            2.0**self.params.scale_bits, len(self.params.coeff_mod_bit_sizes) - 1,
+        )
         self.example_counts: dict[int, int] = {}
         self._coefficients: dict[int, float] = {}
         self._decrypt_s = 0.0
@@ -94,7 +108,7 @@ class EncryptedFederation:
     # -- what goes to the clients -------------------------------------------------------------
 
     def train_config(self, partitions: Sequence[int]) -> dict[str, Any]:
-        """Config entries of a train message: key file, slots, each sampled client's coefficient."""
+        """Config entries of a train message: key file, layout, each sampled client's coefficient."""
         if self.summed:
             total = sum(self.example_counts[p] for p in partitions)
             self._coefficients = {p: self.lr * self.example_counts[p] / total for p in partitions}
@@ -103,6 +117,7 @@ class EncryptedFederation:
         return {
             HE_KEYS_KEY: str(self.authority.secret_context_file),
             HE_SLOTS_KEY: self.params.slots,
+            HE_BREAKS_KEY: list(self.breaks),
             HE_COEFFICIENTS_KEY: [self._coefficients[p] for p in partitions],
         }
 
@@ -112,11 +127,9 @@ class EncryptedFederation:
 
     # -- what comes back ----------------------------------------------------------------------
 
-    def validate(self, reply: Message, partition: int) -> EncryptedReply | RejectedReply:
+    def validate(self, reply: Message, partition: int, max_examples: int | None = None) -> EncryptedReply | RejectedReply:
         """Checks of an encrypted reply (see transport.validate_encrypted_reply)."""
-        return validate_encrypted_reply(
-            reply, partition, self.context, self.dimension, self.params.slots, self.max_chunk_bytes
-        )
+        return validate_encrypted_reply(reply, partition, self.context, self.layout, max_examples)
 
     def _server_decrypt(self, ciphertexts: list[ts.CKKSVector], what: str) -> list[np.ndarray]:
         started = time.perf_counter()
@@ -146,8 +159,9 @@ class EncryptedFederation:
             self.global_chunks = add(self.global_chunks, encrypted_weighted_sum([r.chunks for r in valid], coefficients))
         if decided.noise is not None:
             noise = (decided.noise.double() * self.lr).numpy()
-            bounds = chunk_bounds(self.dimension, self.params.slots)
-            self.global_chunks = [chunk + noise[a:b].tolist() for chunk, (a, b) in zip(self.global_chunks, bounds, strict=True)]
+            self.global_chunks = [
+                chunk + noise[a:b].tolist() for chunk, (a, b) in zip(self.global_chunks, self.bounds, strict=True)
+            ]
         return EncryptedDecision(accepted=decided.accepted, scores=decided.scores, info=decided.info)
 
     # -- evaluator and costs -------------------------------------------------------------------
@@ -184,4 +198,38 @@ class EncryptedFederation:
 
     def owner_replace(self, vector: torch.Tensor) -> None:
         """The owner's (watermarked) global model, re-encrypted before the next broadcast."""
-        self.global_chunks = encrypt_vector(self.context, vector, self.params.slots)
+        self.global_chunks = encrypt_vector(self.context, vector, self.params.slots, self.breaks)
+
+    # -- checkpoints: the server keeps ciphertexts only ------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The encrypted global model as ciphertext bytes (what the server's checkpoint holds)."""
+        return {"ciphertexts": serialize_chunks(self.global_chunks)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (needs the same keys: the authority reuses them)."""
+        self.global_chunks = deserialize_chunks(self.context, state["ciphertexts"])
+
+    # -- the owner's white-box embedder: works on one encrypted layer, never decrypts it -------
+
+    def layer_ciphertext(self, start: int, stop: int) -> ts.CKKSVector:
+        """The ciphertext holding exactly the layer ``[start, stop)`` of the model vector; ValueError
+        when the layer does not fit one ciphertext."""
+        index = self._chunk_at(start)
+        if self.bounds[index] != (start, stop):
+            raise ValueError(f"the watermark's layer has {stop - start} values, more than one ciphertext holds "
+                             f"({self.params.slots}); choose a smaller layer or a larger poly_modulus_degree")
+        return self.global_chunks[index]
+
+    def replace_layer_ciphertext(self, start: int, layer: ts.CKKSVector) -> None:
+        """Put the (watermarked) layer ciphertext back in place."""
+        index = self._chunk_at(start)
+        if layer.size() != self.global_chunks[index].size():
+            raise ValueError(f"layer ciphertext of {layer.size()} values, expected {self.global_chunks[index].size()}")
+        self.global_chunks[index] = layer
+
+    def _chunk_at(self, start: int) -> int:
+        starts = [a for a, _ in self.bounds]
+        if start not in starts:
+            raise ValueError(f"no ciphertext starts at offset {start} (breaks: {list(self.breaks)})")
+        return starts.index(start)

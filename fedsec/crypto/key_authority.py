@@ -9,9 +9,11 @@ scalars a defense needs. Every request, granted or refused, is one JSON line in
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,12 +25,17 @@ from fedsec.results import append_jsonl, write_atomic
 
 KEYS_DIR = "keys"
 SECRET_CONTEXT_FILE = "secret.ctx"
+PARAMETERS_FILE = "parameters.json"
 DECRYPTIONS_FILE = "decryptions.jsonl"
 SERVER = "server"
+EMBEDDER = "watermark-embedder"
+SCALARS_ONLY = (SERVER, EMBEDDER)
+"""Requesters without the secret key: the aggregation server and the owner's white-box embedder
+(it holds the detector, works on ciphertexts next to the server and needs detector outputs only)."""
 
 
 class DecryptionRefused(PermissionError):
-    """The server asked for more than scalars (a model-sized or vector-sized plaintext)."""
+    """A requester without the key asked for more than scalars (a model-sized or vector-sized plaintext)."""
 
 
 class KeyAuthority:
@@ -39,8 +46,8 @@ class KeyAuthority:
     params : CkksParameters
         The context's parameters.
     run_dir : Path
-        Run directory; keys go to ``run_dir/keys`` (0o700, files 0o600), the audit log to
-        ``run_dir/decryptions.jsonl``.
+        Run directory; keys go to ``run_dir/keys`` (0o700, files 0o600; reused when there, so a
+        resumed run can decrypt its checkpoint), the audit log to ``run_dir/decryptions.jsonl``.
     model_size : int
         Values in the model vector; the server never gets that many decrypted in one request.
     server_value_limit : int
@@ -53,12 +60,19 @@ class KeyAuthority:
         self.model_size = model_size
         self.server_value_limit = server_value_limit
         self.log_path = Path(run_dir) / DECRYPTIONS_FILE
-        self._context = make_context(params)
         keys = Path(run_dir) / KEYS_DIR
         keys.mkdir(mode=0o700, exist_ok=True)
         os.chmod(keys, 0o700)
         self.secret_context_file = keys / SECRET_CONTEXT_FILE
-        write_atomic(self.secret_context_file, self._context.serialize(save_secret_key=True), mode=0o600)
+        described = json.dumps(asdict(params)) + "\n"
+        if self.secret_context_file.exists():  # a resumed run keeps its keys (its checkpoint is encrypted)
+            if (keys / PARAMETERS_FILE).read_text() != described:
+                raise ValueError(f"{keys}: the keys there were made for other CKKS parameters")
+            self._context = ts.context_from(self.secret_context_file.read_bytes())
+        else:
+            self._context = make_context(params)
+            write_atomic(self.secret_context_file, self._context.serialize(save_secret_key=True), mode=0o600)
+            write_atomic(keys / PARAMETERS_FILE, described, mode=0o600)
 
     def public_context(self) -> ts.Context:
         """A copy of the context without the secret key (``is_private()`` is False)."""
@@ -77,17 +91,17 @@ class KeyAuthority:
     def decrypt(self, ciphertexts: Sequence[ts.CKKSVector], what: str, why: str, requester: str) -> list[np.ndarray]:
         """Plaintexts of ``ciphertexts`` (float64 arrays), after logging the request.
 
-        Raises DecryptionRefused (also logged) when ``requester`` is the server and the request
+        Raises DecryptionRefused (also logged) when ``requester`` is in SCALARS_ONLY and the request
         holds a ciphertext of more than ``server_value_limit`` values or ``model_size`` values in all.
         """
         sizes = [ct.size() for ct in ciphertexts]
-        refused = requester == SERVER and (
+        refused = requester in SCALARS_ONLY and (
             max(sizes, default=0) > self.server_value_limit or sum(sizes) >= self.model_size
         )
         self._log("decrypt", what, why, requester, len(sizes), sum(sizes), refused)
         if refused:
             raise DecryptionRefused(
-                f"the server asked to decrypt {what!r} ({sum(sizes)} values in {len(sizes)} ciphertexts); "
+                f"{requester} asked to decrypt {what!r} ({sum(sizes)} values in {len(sizes)} ciphertexts); "
                 f"it may only have scalars decrypted (at most {self.server_value_limit} values per ciphertext)"
             )
         out = []
@@ -104,6 +118,16 @@ class KeyAuthority:
             ct.link_context(self._context)
             fresh.append(ts.ckks_vector(self._context, ct.decrypt()))
         return fresh
+
+    def refresh_packed(self, ciphertexts: Sequence[ts.CKKSVector], what: str, why: str, requester: str) -> ts.CKKSVector:
+        """One fresh ciphertext holding the values of ``ciphertexts`` one after another (e.g. T
+        scalars packed into a vector); the requester sees no plaintext."""
+        self._log("refresh", what, why, requester, len(ciphertexts), sum(ct.size() for ct in ciphertexts), False)
+        values = []
+        for ct in ciphertexts:
+            ct.link_context(self._context)
+            values += ct.decrypt()
+        return ts.ckks_vector(self._context, values)
 
     def _log(self, action: str, what: str, why: str, requester: str, ciphertexts: int, values: int, refused: bool) -> None:
         append_jsonl(self.log_path, [{

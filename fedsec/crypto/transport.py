@@ -10,6 +10,7 @@ client sends ``c_i * update`` encrypted, so that FedAvg is a plain sum of cipher
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 
 from fedsec.crypto.key_authority import load_secret_context
 from fedsec.crypto.packing import (
-    chunk_bounds,
     decrypt_vector,
     deserialize_chunks,
     encrypt_vector,
@@ -35,6 +35,7 @@ from fedsec.fl.validation import RejectedReply, check_envelope
 HE_KEYS_KEY = "he-keys"
 HE_COEFFICIENTS_KEY = "he-coefficients"
 HE_SLOTS_KEY = "he-slots"
+HE_BREAKS_KEY = "he-breaks"
 
 
 def chunks_record(chunks: Sequence[ts.CKKSVector]) -> ArrayRecord:
@@ -71,7 +72,8 @@ def client_update_record(update: torch.Tensor, partition: int, config: ConfigRec
     sampled = [int(p) for p in config[SAMPLED_KEY]]
     coefficient = float(config[HE_COEFFICIENTS_KEY][sampled.index(partition)])
     scaled = update.double() * coefficient if coefficient != 1.0 else update
-    record = chunks_record(encrypt_vector(context, scaled, int(config[HE_SLOTS_KEY])))
+    breaks = [int(b) for b in config[HE_BREAKS_KEY]]
+    record = chunks_record(encrypt_vector(context, scaled, int(config[HE_SLOTS_KEY]), breaks))
     return record, time.perf_counter() - started
 
 
@@ -88,10 +90,46 @@ class EncryptedReply:
     metrics: dict[str, float]
 
 
+@dataclass(frozen=True)
+class CiphertextLayout:
+    """What every encrypted update must look like.
+
+    Attributes
+    ----------
+    bounds : list of (int, int)
+        (start, stop) of every chunk in the model vector.
+    max_chunk_bytes : int
+        Largest serialized chunk accepted, in bytes.
+    scale : float
+        Encoding scale of a fresh ciphertext (2^scale_bits).
+    primes : int
+        RNS primes of a fresh ciphertext (the modulus chain less the special prime).
+    """
+
+    bounds: list[tuple[int, int]]
+    max_chunk_bytes: int
+    scale: float
+    primes: int
+
+    def problem(self, chunk: ts.CKKSVector) -> str | None:
+        """Why ``chunk`` is not a fresh, relinearized ciphertext at full level and scale, or None."""
+        for part in chunk.ciphertext():
+            if part.size() != 2 or part.is_transparent():
+                return f"ciphertext with {part.size()} polynomials (transparent: {part.is_transparent()}), expected 2"
+            if part.coeff_modulus_size() != self.primes:
+                return f"ciphertext at {part.coeff_modulus_size()} primes, expected a fresh one at {self.primes}"
+            if abs(part.scale / self.scale - 1) > 1e-9:
+                return f"ciphertext at scale 2^{math.log2(part.scale):.2f}, expected 2^{math.log2(self.scale):.0f}"
+        return None
+
+
 def validate_encrypted_reply(
-    reply: Message, expected_partition: int, context: ts.Context, dimension: int, slots: int, max_chunk_bytes: int
+    reply: Message, expected_partition: int, context: ts.Context, layout: CiphertextLayout,
+    max_examples: int | None = None,
 ) -> EncryptedReply | RejectedReply:
-    """Check an encrypted train reply: fields, chunk count and sizes, bytes, decodability.
+    """Check an encrypted train reply: envelope (as plaintext replies, example count at most
+    ``max_examples``), chunk count, bytes, decodability, sizes, and that every chunk is a fresh
+    ciphertext (level, scale, two polynomials).
 
     Values cannot be checked (finiteness, norm) without the secret key: defenses on
     ciphertexts take that role.
@@ -100,19 +138,19 @@ def validate_encrypted_reply(
     def reject(reason: str) -> RejectedReply:
         return RejectedReply(expected_partition, reason)
 
-    envelope = check_envelope(reply, expected_partition)
+    envelope = check_envelope(reply, expected_partition, max_examples)
     if isinstance(envelope, RejectedReply):
         return envelope
-    bounds = chunk_bounds(dimension, slots)
     record = envelope.update_record
     try:
         blobs = record_blobs(record)
     except Exception as exc:  # noqa: BLE001 (np.load raises several kinds on garbage bytes)
         return reject(f"undecodable encrypted update: {type(exc).__name__}")
+    bounds = layout.bounds
     if len(blobs) != len(bounds):
         return reject(f"{len(blobs)} ciphertexts, expected {len(bounds)}")
-    if (largest := max(len(b) for b in blobs)) > max_chunk_bytes:
-        return reject(f"ciphertext of {largest} bytes, at most {max_chunk_bytes} expected")
+    if (largest := max(len(b) for b in blobs)) > layout.max_chunk_bytes:
+        return reject(f"ciphertext of {largest} bytes, at most {layout.max_chunk_bytes} expected")
     try:
         chunks = deserialize_chunks(context, blobs)
     except Exception as exc:  # noqa: BLE001 (TenSEAL raises several kinds on garbage bytes)
@@ -120,4 +158,7 @@ def validate_encrypted_reply(
     sizes = [chunk.size() for chunk in chunks]
     if sizes != [b - a for a, b in bounds]:
         return reject(f"ciphertext sizes {sizes[:3]}..., expected {[b - a for a, b in bounds][:3]}...")
+    for chunk in chunks:
+        if problem := layout.problem(chunk):
+            return reject(problem)
     return EncryptedReply(expected_partition, chunks, envelope.num_examples, envelope.metrics)

@@ -109,10 +109,12 @@ class FederationServer:
         self.scenario_json = scenario.model_dump_json()
         self.pipeline = build_pipeline([spec.model_dump() for spec in scenario.defenses])
         self.root_trainer: LocalTrainer | None = None
-        # Encryption on: the aggregation state is ciphertexts; global_vector becomes the evaluator's copy.
-        self.encrypted = EncryptedFederation(scenario, run_dir.path, self.global_vector) if scenario.encryption.enabled else None
         self.owner = None if scenario.watermark is None else WatermarkOwner(
             scenario.watermark, scenario, dataset, self.device, run_dir.file(OWNER_DIR))
+        # Encryption on: the aggregation state is ciphertexts; global_vector becomes the evaluator's copy.
+        self.encrypted = EncryptedFederation(
+            scenario, run_dir.path, self.global_vector, self.owner.ciphertext_breaks(self.model) if self.owner else ()
+        ) if scenario.encryption.enabled else None
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -187,9 +189,9 @@ class FederationServer:
         valid, rejected, failed = [], [], []
         for reply in replies:
             partition = partition_of[reply.metadata.src_node_id]
-            checked = self.encrypted.validate(reply, partition) if self.encrypted else validate_reply(
-                reply, partition, dimension, self.scenario.server.max_update_norm,
-                max_examples=len(self.data.dataset.train_y),
+            max_examples = len(self.data.dataset.train_y)
+            checked = self.encrypted.validate(reply, partition, max_examples) if self.encrypted else validate_reply(
+                reply, partition, dimension, self.scenario.server.max_update_norm, max_examples,
             )
             if not isinstance(checked, RejectedReply):  # a ValidReply, or an EncryptedReply
                 valid.append(checked)
@@ -257,7 +259,6 @@ class FederationServer:
             record["aggregate_s"] = time.perf_counter() - t
             record["accepted"] = int(decided.accepted.sum())
             record.update(self.encrypted.round_costs(valid, record["bytes_up"]))
-            self.global_vector = self.encrypted.evaluator_vector()
         else:
             t = time.perf_counter()
             batch = self.update_batch(round_number, valid, [self.sender_handles[r.partition] for r in valid])
@@ -270,11 +271,9 @@ class FederationServer:
                 record["aggregate_s"] = time.perf_counter() - t
                 record["accepted"] = int(decided.accepted.sum())
         if self.owner is not None:
-            load_vector(self.model, self.encrypted.owner_view() if self.encrypted else self.global_vector)
-            record.update(self.owner.after_aggregation(round_number, self.model))
-            self.global_vector = model_vector(self.model)
-            if self.encrypted is not None:
-                self.encrypted.owner_replace(self.global_vector)
+            record.update(self.owner_step(self.owner, round_number))
+        if self.encrypted is not None:
+            self.global_vector = self.encrypted.evaluator_vector()
         if round_number % s.evaluation.every == 0 or round_number == s.rounds:
             t = time.perf_counter()
             load_vector(self.model, self.global_vector)
@@ -328,6 +327,23 @@ class FederationServer:
             records.append({"round": round_number, "client": partition, "failure": failure})
         return records
 
+    def owner_step(self, owner: WatermarkOwner, round_number: int) -> dict[str, float]:
+        """The owner embeds (when scheduled) and verifies after aggregation: on the encrypted
+        target layer (FedCrypt under CKKS), on the model decrypted for the owner (other schemes
+        under CKKS, re-encrypted after), or on the plaintext global model. Round-record fields."""
+        if self.encrypted is not None and owner.embeds_on_ciphertexts:
+            start, stop = owner.ciphertext_breaks(self.model)
+            layer, record = owner.after_encrypted_aggregation(
+                round_number, self.encrypted.layer_ciphertext(start, stop), self.encrypted.authority)
+            self.encrypted.replace_layer_ciphertext(start, layer)
+            return record
+        load_vector(self.model, self.encrypted.owner_view() if self.encrypted else self.global_vector)
+        record = owner.after_aggregation(round_number, self.model)
+        self.global_vector = model_vector(self.model)
+        if self.encrypted is not None:
+            self.encrypted.owner_replace(self.global_vector)
+        return record
+
     # -- whole run ----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -344,9 +360,11 @@ class FederationServer:
             handles = {partition: ranks[node] for partition, node in nodes.items()}
             first_round = 1
         else:
-            self.global_vector = checkpoint.global_vector.to(self.device)
-            if self.encrypted is not None:  # the key authority encrypts the saved model again
-                self.encrypted.owner_replace(self.global_vector)
+            if self.encrypted is not None:  # the checkpoint holds ciphertexts, under the run's kept keys
+                self.encrypted.load_state_dict(checkpoint.components["encrypted"])
+                self.global_vector = self.encrypted.evaluator_vector()
+            else:
+                self.global_vector = checkpoint.global_vector.to(self.device)
             self.pipeline.load_state_dict(checkpoint.defenses)
             if self.owner is not None:
                 self.owner.load_state_dict(checkpoint.components["owner"])
@@ -358,13 +376,21 @@ class FederationServer:
         with RoundReporter(self.scenario.rounds, self.scenario.name, enabled=self.show_progress) as reporter:
             for round_number in range(first_round, self.scenario.rounds + 1):
                 record = self.run_round(round_number, nodes)
-                components = {"owner": self.owner.state_dict()} if self.owner is not None else {}
-                save_checkpoint(self.run_dir.file(CHECKPOINT_FILE), Checkpoint(
-                    round_number, self.global_vector, self.pipeline.state_dict(), handles, components,
-                ))
+                save_checkpoint(self.run_dir.file(CHECKPOINT_FILE), self.checkpoint(round_number, handles))
                 records.append(record)
                 reporter.round_done(record)
         return self.finish(records, time.perf_counter() - started)
+
+    def checkpoint(self, round_number: int, handles: dict[int, int]) -> Checkpoint:
+        """The server's state after ``round_number``; under encryption the global model is kept as
+        ciphertexts only (no plaintext copy in the file)."""
+        components: dict[str, Any] = {}
+        if self.owner is not None:
+            components["owner"] = self.owner.state_dict()
+        if self.encrypted is not None:
+            components["encrypted"] = self.encrypted.state_dict()
+        global_vector = self.global_vector if self.encrypted is None else torch.empty(0)
+        return Checkpoint(round_number, global_vector, self.pipeline.state_dict(), handles, components)
 
     def attack_summary(self, evaluated: list[dict[str, Any]]) -> dict[str, Any]:
         """Final and peak ASR, and backdoor durability: rounds from the end of the attack window

@@ -23,8 +23,10 @@ def backend_config(scenario: Scenario) -> dict[str, Any]:
     }
 
 
-def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = True) -> dict[str, Any]:
-    """Run every round of ``scenario`` in a Flower simulation; returns the run summary."""
+def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = True,
+             server: type[FederationServer] = FederationServer) -> dict[str, Any]:
+    """Run every round of ``scenario`` in a Flower simulation; returns the run summary. ``server``:
+    the server class (a subclass may record or steer rounds, e.g. scripts/he_round_error.py)."""
     configure_environment()
     import ray
     from flwr.simulation import run_simulation
@@ -36,7 +38,7 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        summary.update(FederationServer(scenario, run_dir, grid, show_progress).run())
+        summary.update(server(scenario, run_dir, grid, show_progress).run())
 
     try:
         with warnings.catch_warnings():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +18,9 @@ from torch import Tensor, nn
 
 from fedsec.registry import Registry
 from fedsec.watermark.stats import Verdict
+
+if TYPE_CHECKING:
+    from fedsec.watermark.config import EmbeddingConfig
 
 Secrets = dict[str, Tensor]
 
@@ -100,6 +103,14 @@ class Watermark(ABC):
         """Which secret answers the model gives (bool, one per trigger or bit) and the probability
         that a model without the watermark gives each one by chance."""
 
+    def embed(self, model: nn.Module, secrets: Secrets, clean_x: Tensor, clean_y: Tensor,
+              settings: EmbeddingConfig, generator: torch.Generator) -> int:
+        """Embed ``secrets`` into ``model`` in place; returns the steps taken. By default the owner
+        fine-tunes on its clean images (uint8 ``clean_x``, labels ``clean_y``) plus :meth:`loss`."""
+        from fedsec.watermark.embedding import fine_tune  # embedding imports this module
+
+        return fine_tune(model, self, secrets, clean_x, clean_y, settings, generator).steps
+
     def public(self, secrets: Secrets) -> dict[str, list[str]]:
         """What may be published about the secrets without revealing them (e.g. commitments)."""
         return {}
@@ -112,6 +123,10 @@ class Watermark(ABC):
     def verify(self, model: nn.Module, secrets: Secrets, false_alarm: float = 1e-6) -> Verdict:
         """Count matches and turn them into a binomial p-value; verified when it is at most ``false_alarm``."""
         correct, chance = self.answers(model, secrets)
+        return self.verdict(correct, chance, false_alarm)
+
+    def verdict(self, correct: Tensor, chance: float, false_alarm: float) -> Verdict:
+        """The binomial verdict on which secret answers were matched (bool), each by chance with ``chance``."""
         return Verdict.binomial(self.statistic, int(correct.sum()), correct.numel(), chance, false_alarm)
 
 

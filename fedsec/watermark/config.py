@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Self, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Importing the schemes registers them.
-from fedsec.watermark import detector, keyed_labels, mixup, noise_patterns, uchida  # noqa: F401
+from fedsec.watermark import detector, fedcrypt, keyed_labels, mixup, noise_patterns, uchida  # noqa: F401
 from fedsec.watermark.base import WATERMARKS
 
 

@@ -20,7 +20,7 @@ class EmbedResult:
     score: float
 
 
-def embed(
+def fine_tune(
     model: nn.Module, scheme: Watermark, secrets: Secrets, clean_x: Tensor, clean_y: Tensor,
     settings: EmbeddingConfig, generator: torch.Generator,
 ) -> EmbedResult:

@@ -23,11 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import tenseal as ts
 import torch
 from torch import nn
 
+from fedsec.crypto.key_authority import EMBEDDER, KeyAuthority
+from fedsec.crypto.whitebox import EncryptedEmbedder, embed_layer
 from fedsec.data.datasets import ImageDataset, load_dataset
 from fedsec.models import build_model
+from fedsec.params import vector_slice
 from fedsec.results import SCENARIO_FILE, write_atomic
 from fedsec.scenario import Scenario, load_scenario
 from fedsec.watermark.base import (
@@ -39,7 +43,7 @@ from fedsec.watermark.base import (
     key_seed,
 )
 from fedsec.watermark.config import WatermarkConfig
-from fedsec.watermark.embedding import embed
+from fedsec.watermark.fedcrypt import FedCrypt
 from fedsec.watermark.plots import plot_watermark
 from fedsec.watermark.stats import Verdict
 
@@ -130,6 +134,41 @@ class WatermarkOwner:
         """The verdict on ``model`` under the scenario's false-alarm bound."""
         return self.scheme.verify(model, self.secrets, self.config.false_alarm)
 
+    @property
+    def embeds_on_ciphertexts(self) -> bool:
+        """Whether the scheme embeds into an encrypted layer (FedCrypt) rather than a decrypted model."""
+        return isinstance(self.scheme, FedCrypt)
+
+    def ciphertext_breaks(self, model: nn.Module) -> tuple[int, ...]:
+        """Offsets in the model vector where an encrypted layout must start a new ciphertext, so
+        that the layer the scheme marks on ciphertexts is one ciphertext of its own."""
+        if not isinstance(self.scheme, FedCrypt):
+            return ()
+        where = vector_slice(model, self.scheme.layer_name(model))
+        return where.start, where.stop
+
+    def after_encrypted_aggregation(self, round_number: int, layer: ts.CKKSVector,
+                                    authority: KeyAuthority) -> tuple[ts.CKKSVector, dict[str, float]]:
+        """:meth:`after_aggregation` on the encrypted target layer, with the public context only:
+        homomorphic embedding steps and a verification that decrypts the detector outputs alone.
+        Returns the new layer ciphertext and the round-record fields."""
+        started = time.perf_counter()
+        if not isinstance(self.scheme, FedCrypt):
+            raise TypeError(f"{self.config.scheme.name} does not embed on ciphertexts")
+        detector = self.scheme.detector(self.secrets)
+        params = self.scheme.params
+        embedder = EncryptedEmbedder(detector, params.lr, params.reach, authority, requester=EMBEDDER)
+        embedded = self.config.schedule.active(round_number)
+        steps = 0
+        if embedded:
+            settings = self.config.embedding
+            layer, steps, outputs = embed_layer(embedder, detector, layer, settings.max_steps,
+                                                settings.check_every, params.margin)
+        else:
+            outputs = embedder.outputs(layer)
+        verdict = self.scheme.verdict(detector.correct(outputs), 0.5, self.config.false_alarm)
+        return layer, self._record(round_number, embedded, steps, verdict, started)
+
     def after_aggregation(self, round_number: int, model: nn.Module) -> dict[str, float]:
         """Embed when the schedule says so (in place on ``model``, which holds the new global
         weights), then verify. Returns round-record fields: ``wm_embedded`` (0/1), ``wm_steps``,
@@ -139,9 +178,12 @@ class WatermarkOwner:
         steps = 0
         if embedded:
             generator = torch.Generator().manual_seed(key_seed(self.key, f"embed-{round_number}"))
-            steps = embed(model, self.scheme, self.secrets, self.clean_x, self.clean_y,
-                          self.config.embedding, generator).steps
-        record = {"wm_embedded": int(embedded), "wm_steps": steps, **self.verify(model).record(),
+            steps = self.scheme.embed(model, self.secrets, self.clean_x, self.clean_y,
+                                      self.config.embedding, generator)
+        return self._record(round_number, embedded, steps, self.verify(model), started)
+
+    def _record(self, round_number: int, embedded: bool, steps: int, verdict: Verdict, started: float) -> dict[str, float]:
+        record = {"wm_embedded": int(embedded), "wm_steps": steps, **verdict.record(),
                   "wm_s": time.perf_counter() - started}
         self.history.append({"round": round_number, **record})
         if round_number == self.scenario.rounds and self.scenario.output.plots:

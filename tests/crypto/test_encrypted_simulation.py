@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fedsec.checkpoint import CHECKPOINT_FILE
 from fedsec.crypto.key_authority import DECRYPTIONS_FILE
 from fedsec.fl import simulation
 from fedsec.fl.server import FederationServer
@@ -27,7 +28,7 @@ SMALL = {
 }
 
 
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **changes: object) -> tuple[RunDirectory, list[torch.Tensor]]:
+def run(tmp_path: Path, **changes: object) -> tuple[RunDirectory, list[torch.Tensor]]:
     """Run a small scenario; the run directory and the global model after every round."""
     models: list[torch.Tensor] = []
 
@@ -37,17 +38,16 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **changes: object) -> t
             models.append(self.global_vector.clone())
             return record
 
-    monkeypatch.setattr(simulation, "FederationServer", Recording)
     scenario = parse_scenario({**SMALL, **changes, "output": {**SMALL["output"], "dir": str(tmp_path)}})
     run_dir = RunDirectory.create(tmp_path, scenario.name)
-    simulation.simulate(scenario, run_dir, show_progress=False)
+    simulation.simulate(scenario, run_dir, show_progress=False, server=Recording)
     return run_dir, models
 
 
 @pytest.mark.parametrize("defenses", [[], [{"name": "norm-clipping"}, {"name": "multi-krum", "m": 3}]], ids=["fedavg", "clip-multi-krum"])
-def test_encrypted_run_matches_plaintext(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, defenses: list) -> None:
-    _, plain = run(tmp_path / "plain", monkeypatch, defenses=defenses)
-    run_dir, encrypted = run(tmp_path / "ckks", monkeypatch, defenses=defenses, encryption={"mode": "ckks"})
+def test_encrypted_run_matches_plaintext(tmp_path: Path, defenses: list) -> None:
+    _, plain = run(tmp_path / "plain", defenses=defenses)
+    run_dir, encrypted = run(tmp_path / "ckks", defenses=defenses, encryption={"mode": "ckks"})
     assert len(plain) == len(encrypted) == 3
     for p, e in zip(plain, encrypted, strict=True):
         assert (p - e).abs().max().item() <= 1e-4
@@ -63,3 +63,68 @@ def test_encrypted_run_matches_plaintext(tmp_path: Path, monkeypatch: pytest.Mon
     assert keys.stat().st_mode & 0o777 == 0o700
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in keys.iterdir())
     assert json.loads(run_dir.file("summary.json").read_text())["ma"] > 0.5
+
+
+def test_fedcrypt_watermark_on_ciphertexts_matches_the_mirror(tmp_path: Path) -> None:
+    bits = 32
+    watermark = {"scheme": {"name": "fedcrypt", "bits": bits}, "key": "seeded", "embedding": {"check_every": 1}}
+    deep = {"poly_modulus_degree": 8192, "coeff_mod_bit_sizes": [50, 33, 33, 33, 50], "global_scale_bits": 33}
+    run_dir, encrypted = run(tmp_path / "ckks", watermark=watermark, encryption={"mode": "ckks", **deep})
+    mirror_dir, mirrored = run(tmp_path / "simulated", watermark=watermark, encryption={"mode": "simulated"})
+    ckks_rounds, mirror_rounds = run_dir.rounds(), mirror_dir.rounds()
+    for ckks, mirror in zip(ckks_rounds, mirror_rounds, strict=True):
+        assert ckks["wm_embedded"] == mirror["wm_embedded"] == 1
+        assert ckks["wm_wdr"] == mirror["wm_wdr"] == 1.0 and ckks["wm_verified"] == mirror["wm_verified"] == 1
+    assert ckks_rounds[0]["wm_steps"] == mirror_rounds[0]["wm_steps"] > 0
+    assert (encrypted[0] - mirrored[0]).abs().max().item() <= 1e-3
+    log = read_jsonl(run_dir.file(DECRYPTIONS_FILE))
+    embedder = [entry for entry in log if entry["requester"] == "watermark-embedder"]
+    assert embedder and all(entry["values"] == bits for entry in embedder if entry["action"] == "decrypt")
+    assert not any(entry["requester"] in ("server", "owner") for entry in log)  # nobody else decrypted
+    assert not (mirror_dir.path / DECRYPTIONS_FILE).exists() and not (mirror_dir.path / "keys").exists()
+
+
+def test_black_box_watermark_in_an_encrypted_federation(tmp_path: Path) -> None:
+    watermark = {"scheme": {"name": "keyed-labels", "triggers": 20}, "key": "seeded", "owner_samples": 200}
+    run_dir, models = run(tmp_path, watermark=watermark, encryption={"mode": "ckks"})
+    rounds = run_dir.rounds()
+    assert all(record["wm_embedded"] == 1 for record in rounds) and rounds[-1]["wm_verified"] == 1
+    log = read_jsonl(run_dir.file(DECRYPTIONS_FILE))
+    owner = [entry for entry in log if entry["requester"] == "owner"]
+    assert len(owner) == 3 and all(entry["values"] == models[0].numel() for entry in owner)
+    assert not any(entry["requester"] == "server" for entry in log)
+    metrics = run_dir.file("metrics.jsonl").read_text()
+    key = (run_dir.path / "owner" / "key").read_text().strip()
+    assert key not in metrics and key not in run_dir.file(DECRYPTIONS_FILE).read_text()
+
+
+def test_an_interrupted_encrypted_run_resumes_from_ciphertexts(tmp_path: Path) -> None:
+    _, uninterrupted = run(tmp_path / "whole", encryption={"mode": "ckks"})
+
+    class Crash(FederationServer):
+        def run_round(self, round_number, nodes):  # type: ignore[no-untyped-def]
+            if round_number == 3:
+                raise RuntimeError("server crash")
+            return super().run_round(round_number, nodes)
+
+    scenario = parse_scenario({**SMALL, "encryption": {"mode": "ckks"}, "output": {**SMALL["output"], "dir": str(tmp_path)}})
+    run_dir = RunDirectory.create(tmp_path / "crashed", scenario.name)
+    with pytest.raises(Exception):  # noqa: B017 (Flower may wrap the server app's error)
+        simulation.simulate(scenario, run_dir, show_progress=False, server=Crash)
+    checkpoint = torch.load(run_dir.file(CHECKPOINT_FILE), weights_only=False)
+    assert checkpoint["round"] == 2 and checkpoint["global_vector"].numel() == 0  # no plaintext model kept
+    keys = (run_dir.path / "keys" / "secret.ctx").read_bytes()
+    log_before = run_dir.file(DECRYPTIONS_FILE).read_text()
+    resumed: list[torch.Tensor] = []
+
+    class Recording(FederationServer):
+        def run_round(self, round_number, nodes):  # type: ignore[no-untyped-def]
+            record = super().run_round(round_number, nodes)
+            resumed.append(self.global_vector.clone())
+            return record
+
+    simulation.simulate(scenario, run_dir, show_progress=False, server=Recording)
+    assert (run_dir.path / "keys" / "secret.ctx").read_bytes() == keys
+    assert run_dir.file(DECRYPTIONS_FILE).read_text().startswith(log_before)
+    assert [r["round"] for r in run_dir.rounds()] == [1, 2, 3]
+    assert len(resumed) == 1 and (resumed[0] - uninterrupted[2]).abs().max().item() <= 1e-4

@@ -20,6 +20,7 @@ SCHEMES = [
     {"name": "mixup", "triggers": 100, "verification_triggers": 50},
     {"name": "uchida", "bits": 64},
     {"name": "detector", "bits": 64, "triggers": 16},
+    {"name": "fedcrypt", "bits": 32},
 ]
 
 
@@ -53,8 +54,8 @@ def test_embedding_verifies_and_clean_models_do_not(scenario_with, scheme: dict,
     model = copy.deepcopy(clean_models[0])
     record = owner.after_aggregation(1, model)
     assert record["wm_embedded"] == 1 and record["wm_verified"] == 1 and record["wm_p_value"] <= 1e-6
-    if scheme["name"] == "uchida":
-        assert owner.verify(model).matches == scheme["bits"]  # BER 0 right after embedding
+    if scheme["name"] in ("uchida", "fedcrypt"):
+        assert owner.verify(model).matches == scheme["bits"]  # BER 0 / WDR 1 right after embedding
 
 
 def test_commitments_bind_the_revealed_trigger_set(scenario_with, digits, owner_dir: Path) -> None:

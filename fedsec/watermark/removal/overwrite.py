@@ -9,7 +9,6 @@ from pydantic import Field
 from torch import nn
 
 from fedsec.watermark.base import OwnerPool
-from fedsec.watermark.embedding import embed
 from fedsec.watermark.removal.base import (
     REMOVALS,
     Removal,
@@ -41,5 +40,5 @@ class Overwrite(Removal):
         secrets = {k: v.to(next(model.parameters()).device) for k, v in secrets.items()}
         settings = context.embedding.model_copy(
             update={"max_steps": p.steps, "target": 1.0, "lr": p.lr or context.embedding.lr})
-        embed(model, context.scheme, secrets, x[:half], y[:half], settings, context.generator("overwrite"))
+        context.scheme.embed(model, secrets, x[:half], y[:half], settings, context.generator("overwrite"))
         return model.eval()
