@@ -9,6 +9,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedsec.fl.environment import configure_environment, ray_init_args
+from fedsec.fl.processes import become_subreaper, descendants, stop_new_descendants
 from fedsec.fl.server import FederationServer
 from fedsec.results import RunDirectory
 from fedsec.scenario import Scenario
@@ -40,6 +41,8 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
     def main(grid: Grid, context: Context) -> None:
         summary.update(server(scenario, run_dir, grid, show_progress).run())
 
+    become_subreaper()
+    before = descendants()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -50,4 +53,5 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
     finally:
         if ray.is_initialized():
             ray.shutdown()
+        stop_new_descendants(before)
     return summary
