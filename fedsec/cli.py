@@ -94,11 +94,15 @@ def run(
             return
     else:
         scenario = _load_or_exit(file, set_)
-        run_dir = RunDirectory.create(scenario.output.dir, scenario.name)
-        write_atomic(run_dir.file(SCENARIO_FILE), to_yaml(scenario))
 
     from fedsec.fl.simulation import simulate
+    from fedsec.preflight import preflight_problems
 
+    if problems := preflight_problems(scenario):
+        raise _fail(_located(file or resume / SCENARIO_FILE, problems))
+    if resume is None:
+        run_dir = RunDirectory.create(scenario.output.dir, scenario.name)
+        write_atomic(run_dir.file(SCENARIO_FILE), to_yaml(scenario))
     typer.echo(f"run directory: {run_dir.path}")
     summary = simulate(scenario, run_dir, show_progress=not quiet)
     ma = summary.get("ma")

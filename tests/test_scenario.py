@@ -44,6 +44,29 @@ def test_run_with_malformed_scenario_exits_2_without_traceback() -> None:
     assert "Traceback" not in result.output
 
 
+DEEP_CHAIN = {"poly_modulus_degree": 8192, "coeff_mod_bit_sizes": [50, 33, 33, 33, 50], "global_scale_bits": 33}
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"watermark": {"scheme": {"name": "fedcrypt", "layer": "nope"}}},
+     "watermark.scheme.layer: 'nope' is not a parameter of the model (known: 1.1.weight,"),
+    ({"watermark": {"scheme": {"name": "uchida", "layer": "nope"}}},
+     "watermark.scheme.layer: 'nope' is not a weight of the model (known: 1.1.weight,"),
+    ({"data": {"dataset": "fashion-mnist", "num_clients": 4}, "model": {"name": "cnn"},
+      "watermark": {"scheme": {"name": "fedcrypt", "layer": "1.7.weight"}}, "encryption": {"mode": "ckks", **DEEP_CHAIN}},
+     "watermark.scheme.layer: 1.7.weight has 200704 values, more than one ciphertext holds (4096)"),
+], ids=["fedcrypt-layer", "uchida-layer", "fedcrypt-too-large-for-ckks"])
+def test_run_checks_the_scenario_against_its_model_before_starting(tmp_path: Path, changes: dict, expected: str) -> None:
+    scenario = {"name": "preflight", "rounds": 1, "data": {"dataset": "digits", "num_clients": 4},
+                "model": {"name": "mlp"}, "output": {"dir": str(tmp_path / "runs")}, **changes}
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().startswith(f"{path}: {expected}") and "\n" not in result.stderr.strip()
+    assert not (tmp_path / "runs").exists()  # nothing started, no run directory
+
+
 def test_missing_file() -> None:
     result = CliRunner().invoke(app, ["validate", "no/such/scenario.yaml"])
     assert result.exit_code == 2

@@ -103,6 +103,9 @@ class Watermark(ABC):
         """Which secret answers the model gives (bool, one per trigger or bit) and the probability
         that a model without the watermark gives each one by chance."""
 
+    def check(self, model: nn.Module) -> None:
+        """ValueError when the scheme's settings do not fit ``model`` (e.g. a layer it does not have)."""
+
     def embed(self, model: nn.Module, secrets: Secrets, clean_x: Tensor, clean_y: Tensor,
               settings: EmbeddingConfig, generator: torch.Generator) -> int:
         """Embed ``secrets`` into ``model`` in place; returns the steps taken. By default the owner

@@ -59,6 +59,9 @@ class Detector(Watermark):
     params: Params
     statistic = "wdr"
 
+    def check(self, model: nn.Module) -> None:
+        probed_module(model, self.params.layer)
+
     def create(self, key: bytes, pool: OwnerPool, model: nn.Module) -> Secrets:
         p = self.params
         generator = key_generator(key, "detector")

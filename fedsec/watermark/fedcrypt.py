@@ -60,6 +60,9 @@ class FedCrypt(Watermark):
             raise ValueError(f"{self.params.layer!r} is not a parameter of the model (known: {', '.join(parameters)})")
         return self.params.layer
 
+    def check(self, model: nn.Module) -> None:
+        self.layer_name(model)
+
     def create(self, key: bytes, pool: OwnerPool, model: nn.Module) -> Secrets:
         size = dict(model.named_parameters())[self.layer_name(model)].numel()
         detector = Detector.random(self.params.bits, size, key_generator(key, "fedcrypt"))

@@ -39,6 +39,9 @@ class Uchida(Watermark):
     params: Params
     statistic = "ber"
 
+    def check(self, model: nn.Module) -> None:
+        marked_weight(model, self.params.layer)
+
     def create(self, key: bytes, pool: OwnerPool, model: nn.Module) -> Secrets:
         generator = key_generator(key, "uchida")
         weight = dict(model.named_parameters())[marked_weight(model, self.params.layer)]
