@@ -104,30 +104,28 @@ class KeyAuthority:
                 f"{requester} asked to decrypt {what!r} ({sum(sizes)} values in {len(sizes)} ciphertexts); "
                 f"it may only have scalars decrypted (at most {self.server_value_limit} values per ciphertext)"
             )
-        out = []
-        for ct in ciphertexts:
-            ct.link_context(self._context)
-            out.append(np.asarray(ct.decrypt(), dtype=np.float64))
-        return out
+        return [np.asarray(self._values(ct), dtype=np.float64) for ct in ciphertexts]
 
     def refresh(self, ciphertexts: Sequence[ts.CKKSVector], what: str, why: str, requester: str) -> list[ts.CKKSVector]:
         """Fresh ciphertexts (full modulus chain) of the same values; the requester sees no plaintext."""
         self._log("refresh", what, why, requester, len(ciphertexts), sum(ct.size() for ct in ciphertexts), False)
-        fresh = []
-        for ct in ciphertexts:
-            ct.link_context(self._context)
-            fresh.append(ts.ckks_vector(self._context, ct.decrypt()))
-        return fresh
+        return [ts.ckks_vector(self._context, self._values(ct)) for ct in ciphertexts]
 
     def refresh_packed(self, ciphertexts: Sequence[ts.CKKSVector], what: str, why: str, requester: str) -> ts.CKKSVector:
         """One fresh ciphertext holding the values of ``ciphertexts`` one after another (e.g. T
         scalars packed into a vector); the requester sees no plaintext."""
         self._log("refresh", what, why, requester, len(ciphertexts), sum(ct.size() for ct in ciphertexts), False)
-        values = []
-        for ct in ciphertexts:
-            ct.link_context(self._context)
-            values += ct.decrypt()
-        return ts.ckks_vector(self._context, values)
+        return ts.ckks_vector(self._context, [value for ct in ciphertexts for value in self._values(ct)])
+
+    def _values(self, ciphertext: ts.CKKSVector) -> list[float]:
+        """The plaintext of ``ciphertext``, which stays linked to its holder's (public) context:
+        the requester never ends up with a ciphertext it could decrypt itself."""
+        linked = ciphertext.context()
+        ciphertext.link_context(self._context)
+        try:
+            return ciphertext.decrypt()
+        finally:
+            ciphertext.link_context(linked)
 
     def _log(self, action: str, what: str, why: str, requester: str, ciphertexts: int, values: int, refused: bool) -> None:
         append_jsonl(self.log_path, [{

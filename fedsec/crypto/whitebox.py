@@ -57,6 +57,11 @@ class Detector:
         projection = torch.randn(bits, layer_size, generator=generator, dtype=torch.float64) / layer_size**0.5
         return cls(projection, torch.randint(0, 2, (bits,), generator=generator).double())
 
+    def outputs(self, layer: torch.Tensor) -> torch.Tensor:
+        """Detector outputs ``p(A w)`` of a plaintext layer (L,), (T,) float64."""
+        u = (U_SCALE * self.projection) @ layer.double()
+        return u * u + u / U_SCALE * 0.5 + 0.47
+
     def correct(self, outputs: torch.Tensor) -> torch.Tensor:
         """Which bits detector outputs ``y`` (T,) read correctly (bool)."""
         return (outputs > 0.5).double() == self.bits.to(outputs)
@@ -99,8 +104,7 @@ class MirrorEmbedder:
 
     def outputs(self, layer: torch.Tensor) -> torch.Tensor:
         """Detector outputs ``p(A w)``, (T,)."""
-        u = (U_SCALE * self.detector.projection) @ layer.double()
-        return u * u + u / U_SCALE * 0.5 + 0.47
+        return self.detector.outputs(layer)
 
     def step(self, layer: torch.Tensor) -> torch.Tensor:
         """One gradient step on the detector loss; the new layer (L,) float64."""

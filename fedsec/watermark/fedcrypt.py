@@ -79,14 +79,14 @@ class FedCrypt(Watermark):
     def loss(self, model: nn.Module, secrets: Secrets, generator: torch.Generator, batch_size: int) -> Tensor:
         """The detector loss ``1/2 sum_k (p(z_k) - b_k)^2`` (differentiable, for fine-tuning embedders)."""
         weight = self._weight(model).flatten().double()
-        outputs = MirrorEmbedder(Detector(secrets["projection"], secrets["bits"]), 0.0, self.params.reach).outputs(weight)
+        outputs = Detector(secrets["projection"], secrets["bits"]).outputs(weight)
         return 0.5 * ((outputs - secrets["bits"]) ** 2).sum().float()
 
     def answers(self, model: nn.Module, secrets: Secrets) -> tuple[Tensor, float]:
         with torch.no_grad():
             weight = self._weight(model).flatten().double().cpu()
         detector = self.detector(secrets)
-        return detector.correct(MirrorEmbedder(detector, 0.0, self.params.reach).outputs(weight)), 0.5
+        return detector.correct(detector.outputs(weight)), 0.5
 
     def embed(self, model: nn.Module, secrets: Secrets, clean_x: Tensor, clean_y: Tensor,
               settings: EmbeddingConfig, generator: torch.Generator) -> int:

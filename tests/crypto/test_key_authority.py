@@ -60,6 +60,7 @@ def test_server_cannot_decrypt_vectors(authority: KeyAuthority, size: int) -> No
     last = json.loads(authority.log_path.read_text().splitlines()[-1])
     assert last["refused"] and last["values"] == size
     assert np.allclose(np.concatenate(authority.decrypt(chunks, "model", "evaluation", "evaluator")), 1.0, atol=1e-6)
+    assert not any(chunk.context().is_private() for chunk in chunks)  # still the holder's public context
 
 
 def test_packing_round_trip(authority: KeyAuthority) -> None:
