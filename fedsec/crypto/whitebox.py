@@ -5,13 +5,14 @@ Detector: ``y = p(A w)`` with the secret projection ``A`` (T, L), the target lay
 and ``p(z) = 0.09 z^2 + 0.5 z + 0.47`` (a ReLU approximation); bit k reads ``y_k > 0.5``.
 Embedding minimises ``1/2 sum_k (p(z_k) - t_k)^2`` by steps ``w <- w - lr A^T [(p(z) - t) p'(z)]``,
 with targets ``t_k = 0.5 +- reach`` on bit k's side (not 0/1: the layer moves no further than the
-verdict needs). With ``u = 0.3 z`` the step is ``e = u^2 + 5/3 u + 0.47 - t``, ``g = e (0.6 u + 0.5)``: one
-plaintext product and two ciphertext products (depth 3). Each ``u_k`` is a dot product of the
-layer with a row of ``0.3 A`` (one plaintext product and log2(N/2) rotations, T of them: 7x
-faster than TenSEAL's vector-matrix product, which costs about one rotation per layer value).
-The key authority refreshes the T gradient values into one ciphertext before ``lr A^T g`` (one
-more level), and ``w`` after the step (both logged; the embedding party sees ciphertexts only). Verification decrypts the T
-detector outputs only. :class:`MirrorEmbedder` runs the same arithmetic in float64 torch
+verdict needs). With ``u = 0.3 z`` the step is ``e = u^2 + 5/3 u + 0.47 - t``,
+``g = e (0.6 u + 0.5)``: one plaintext product and two ciphertext products (depth 3). Each
+``u_k`` is a dot product of the layer with a row of ``0.3 A`` (one plaintext product and
+log2(N/2) rotations, T of them: 7x faster than TenSEAL's vector-matrix product, which costs
+about one rotation per layer value). The key authority packs the T gradient values into one
+fresh ciphertext before ``lr A^T g`` (one more level) and refreshes ``w`` after the step (both
+logged; the embedding party sees ciphertexts only). Verification decrypts the T detector
+outputs only. :class:`MirrorEmbedder` runs the same arithmetic in float64 torch
 (plaintext models: ``encryption: off`` or ``simulated``); :class:`EncryptedEmbedder` runs it
 on ciphertexts with the public context.
 """

@@ -186,10 +186,10 @@ class FederationServer:
         replies), each sorted by partition."""
         partition_of = {node: p for p, node in nodes.items()}
         dimension = self.global_vector.numel()
+        max_examples = len(self.data.dataset.train_y)
         valid, rejected, failed = [], [], []
         for reply in replies:
             partition = partition_of[reply.metadata.src_node_id]
-            max_examples = len(self.data.dataset.train_y)
             checked = self.encrypted.validate(reply, partition, max_examples) if self.encrypted else validate_reply(
                 reply, partition, dimension, self.scenario.server.max_update_norm, max_examples,
             )

@@ -28,9 +28,8 @@ SMALL = {
 }
 
 
-def run(tmp_path: Path, **changes: object) -> tuple[RunDirectory, list[torch.Tensor]]:
-    """Run a small scenario; the run directory and the global model after every round."""
-    models: list[torch.Tensor] = []
+def recording(models: list[torch.Tensor]) -> type[FederationServer]:
+    """A server class that appends the global model to ``models`` after every round."""
 
     class Recording(FederationServer):
         def run_round(self, round_number, nodes):  # type: ignore[no-untyped-def]
@@ -38,9 +37,15 @@ def run(tmp_path: Path, **changes: object) -> tuple[RunDirectory, list[torch.Ten
             models.append(self.global_vector.clone())
             return record
 
+    return Recording
+
+
+def run(tmp_path: Path, **changes: object) -> tuple[RunDirectory, list[torch.Tensor]]:
+    """Run a small scenario; the run directory and the global model after every round."""
+    models: list[torch.Tensor] = []
     scenario = parse_scenario({**SMALL, **changes, "output": {**SMALL["output"], "dir": str(tmp_path)}})
     run_dir = RunDirectory.create(tmp_path, scenario.name)
-    simulation.simulate(scenario, run_dir, show_progress=False, server=Recording)
+    simulation.simulate(scenario, run_dir, show_progress=False, server=recording(models))
     return run_dir, models
 
 
@@ -118,14 +123,7 @@ def test_an_interrupted_encrypted_run_resumes_from_ciphertexts(tmp_path: Path) -
     keys = (run_dir.path / "keys" / "secret.ctx").read_bytes()
     log_before = run_dir.file(DECRYPTIONS_FILE).read_text()
     resumed: list[torch.Tensor] = []
-
-    class Recording(FederationServer):
-        def run_round(self, round_number, nodes):  # type: ignore[no-untyped-def]
-            record = super().run_round(round_number, nodes)
-            resumed.append(self.global_vector.clone())
-            return record
-
-    simulation.simulate(scenario, run_dir, show_progress=False, server=Recording)
+    simulation.simulate(scenario, run_dir, show_progress=False, server=recording(resumed))
     assert (run_dir.path / "keys" / "secret.ctx").read_bytes() == keys
     assert run_dir.file(DECRYPTIONS_FILE).read_text().startswith(log_before)
     assert [r["round"] for r in run_dir.rounds()] == [1, 2, 3]
