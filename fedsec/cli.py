@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from fedsec.experiments import commands as experiments
+from fedsec.results import RunDirectory
 from fedsec.scenario import Scenario, ScenarioError, load_scenario, to_yaml
 from fedsec.watermark import commands as watermark
 
@@ -18,6 +19,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err = Console(stderr=True)
 
 EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 3
+"""Exit codes: 0 success (verify: verified), 1 not verified (verify only), 2 bad input or refused,
+3 a run that started and stopped before its end (Ray or a worker failed)."""
 
 
 def _fail(lines: list[str]) -> typer.Exit:
@@ -95,7 +99,7 @@ def run(
     else:
         scenario = _load_or_exit(file, set_)
 
-    from fedsec.fl.simulation import simulate
+    from fedsec.fl.simulation import RunFailed, RunRefused, simulate
     from fedsec.preflight import preflight_problems
 
     if problems := preflight_problems(scenario):
@@ -103,11 +107,40 @@ def run(
     if resume is None:
         run_dir = RunDirectory.create(scenario.output.dir, scenario.name)
         write_atomic(run_dir.file(SCENARIO_FILE), to_yaml(scenario))
+    elif problems := _resume_problems(run_dir, scenario):
+        raise _fail(_located(resume, problems))
     typer.echo(f"run directory: {run_dir.path}")
-    summary = simulate(scenario, run_dir, show_progress=not quiet)
+    try:
+        summary = simulate(scenario, run_dir, show_progress=not quiet)
+    except RunRefused as exc:
+        raise _fail([f"{run_dir.path}: {exc}"]) from None
+    except RunFailed as exc:
+        err.print(f"{run_dir.path}: the run stopped: {exc} (records so far are kept; "
+                  f"`fedsec run --resume {run_dir.path}` continues)", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_RUN_FAILED) from None
     ma = summary.get("ma")
     typer.echo(f"final MA {ma:.2%} after {summary['rounds']} rounds in {summary['wall_s']:.1f} s"
                if ma is not None else f"finished {summary['rounds']} rounds")
+
+
+def _resume_problems(run_dir: RunDirectory, scenario: Scenario) -> list[str]:
+    """Why ``run_dir`` cannot be resumed with ``scenario`` (its own scenario.yaml); empty when it can."""
+    from fedsec.checkpoint import CHECKPOINT_FILE, CheckpointError, read_checkpoint, resume_problems, scenario_digest
+    from fedsec.crypto.key_authority import recorded_fingerprint
+    from fedsec.results import METRICS_FILE
+
+    try:
+        checkpoint = read_checkpoint(run_dir.file(CHECKPOINT_FILE))
+    except CheckpointError as exc:
+        return [str(exc)]
+    if checkpoint is None:
+        return []
+    fingerprint = recorded_fingerprint(run_dir.path) if scenario.encryption.enabled else None
+    records = run_dir.rounds()
+    if not all(isinstance(r, dict) and isinstance(r.get("round"), int) for r in records):
+        return [f"{METRICS_FILE}: holds lines that are not round records"]
+    return resume_problems(checkpoint, scenario_digest(scenario.model_dump_json()), scenario.rounds, fingerprint,
+                           [r["round"] for r in records])
 
 
 SUMMARY_COLUMNS = ("rounds", "ma", "best_ma", "asr", "max_asr", "durability", "recall", "fpr", "rejected", "wall_s")
@@ -119,23 +152,29 @@ def summary(
     runs: Annotated[list[Path], typer.Argument(help="Run directories.")],
     at_round: Annotated[int | None, typer.Option(help="Read MA/ASR at this round instead of the last.")] = None,
 ) -> None:
-    """A Markdown table of run summaries (one row per run directory)."""
+    """A Markdown table of run summaries (one row per run directory); every directory is read
+    before the table is printed."""
+    from fedsec.experiments.report import read_json, read_rounds
     from fedsec.results import SUMMARY_FILE, RunDirectory
 
-    typer.echo("| run | " + " | ".join(SUMMARY_COLUMNS) + " |")
-    typer.echo("|---" * (len(SUMMARY_COLUMNS) + 1) + "|")
+    rows = []
     for path in runs:
         run_dir = RunDirectory(path)
-        if not run_dir.file(SUMMARY_FILE).exists():
+        if not run_dir.file(SUMMARY_FILE).is_file():
             raise _fail([f"{path}: no {SUMMARY_FILE} (not a finished run directory)"])
-        values = json.loads(run_dir.file(SUMMARY_FILE).read_text())
-        if at_round is not None:
-            record = next((r for r in run_dir.rounds() if r["round"] == at_round), None)
-            if record is None:
-                raise _fail([f"{path}: no record of round {at_round}"])
-            values = {**values, "rounds": at_round, **{k: record.get(k) for k in ("ma", "asr")}}
-        cells = [_cell(values.get(key), key) for key in SUMMARY_COLUMNS]
-        typer.echo(f"| {path.name} | " + " | ".join(cells) + " |")
+        try:
+            values = read_json(run_dir.file(SUMMARY_FILE))
+            if at_round is not None:
+                record = next((r for r in read_rounds(run_dir) if r["round"] == at_round), None)
+                if record is None:
+                    raise _fail([f"{path}: no record of round {at_round}"])
+                values = {**values, "rounds": at_round, **{k: record.get(k) for k in ("ma", "asr")}}
+        except ValueError as exc:  # a corrupt file, named in the message
+            raise _fail([str(exc)]) from None
+        rows.append(f"| {path.name} | " + " | ".join(_cell(values.get(key), key) for key in SUMMARY_COLUMNS) + " |")
+    typer.echo("| run | " + " | ".join(SUMMARY_COLUMNS) + " |")
+    typer.echo("|---" * (len(SUMMARY_COLUMNS) + 1) + "|")
+    typer.echo("\n".join(rows))
 
 
 def _cell(value: object, key: str) -> str:

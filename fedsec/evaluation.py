@@ -14,7 +14,7 @@ from fedsec.training import evaluate, predict
 
 class Evaluator:
     """Main accuracy on the clean test set and, when the scenario has a data attack, the attack
-    success rate (DESIGN §6): over test samples the attack targets, the share classified as
+    success rate (docs/metrics.md): over test samples the attack targets, the share classified as
     the attacker's label once the test-time trigger is applied."""
 
     def __init__(self, dataset: ImageDataset, scenario: Scenario, device: torch.device) -> None:

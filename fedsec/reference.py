@@ -1,4 +1,8 @@
-"""The scenario reference table of the README, generated from the pydantic models."""
+"""The scenario reference table of docs/reference.md, generated from the pydantic models.
+
+Regenerate it with ``python -m fedsec.reference --write`` (default file: docs/reference.md);
+without ``--write`` the table is printed.
+"""
 
 from __future__ import annotations
 
@@ -89,9 +93,9 @@ def scenario_reference() -> str:
 START, END = "<!-- scenario-reference:start -->", "<!-- scenario-reference:end -->"
 
 
-def with_reference(readme: str) -> str:
-    """``readme`` with the text between the reference markers replaced by the current table."""
-    head, rest = readme.split(START, 1)
+def with_reference(text: str) -> str:
+    """``text`` (a Markdown page) with the text between the reference markers replaced by the current table."""
+    head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{START}\n{scenario_reference()}\n{END}{tail}"
 
@@ -101,7 +105,7 @@ if __name__ == "__main__":
     from pathlib import Path
 
     if sys.argv[1:2] == ["--write"]:
-        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        path = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/reference.md")
         path.write_text(with_reference(path.read_text()))
     else:
         print(scenario_reference())

@@ -1,7 +1,19 @@
-"""The scenario file: pydantic models, loading, ``--set`` overrides, one-line errors."""
+"""The scenario file: pydantic models, loading, ``--set`` overrides, one-line errors.
+
+A scenario is untrusted input. The loader refuses files larger than :data:`MAX_FILE_BYTES`,
+duplicate keys, nesting deeper than :data:`MAX_DEPTH` and documents that expand (through YAML
+aliases) to more than :data:`MAX_VALUES` values; validation is strict (no bool or string where a
+number is expected, every number finite and within 64 bits), and every count has an upper bound
+stated in its description.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import re
+from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -27,6 +39,30 @@ from fedsec.defenses import DEFENSES, build_pipeline
 from fedsec.watermark import WATERMARKS, WatermarkConfig
 
 
+MAX_FILE_BYTES = 1 << 20
+"""Largest scenario or sweep file read, in bytes (1 MiB; real ones are a few KiB)."""
+MAX_DEPTH = 32
+"""Deepest nesting of mappings and lists in a YAML document (a scenario needs about 5)."""
+MAX_VALUES = 100_000
+"""Most values (scalars, lists, mappings) a document may hold once its aliases are expanded."""
+MAX_NUMBER_CHARS = 100
+"""Longest integer literal read, in characters (a 64-bit integer needs at most 66, in binary)."""
+MAX_PROBLEMS = 20
+"""Most problem lines reported for one scenario; a count of the others follows them."""
+
+MAX_SEED = 50_000_000
+"""Largest scenario seed: the per-client seeds derived from it must fit in 64 bits."""
+MAX_ROUNDS = 100_000
+MAX_CLIENTS = 1_000_000
+MAX_EXAMPLES = 10_000_000
+"""Upper bound of every count of examples (sizes, samples); the dataset bounds them further at preflight."""
+MAX_EPOCHS = 1_000
+MAX_BATCH = 65_536
+MAX_CLASSES = 1_000
+MAX_SECONDS = 86_400.0
+"""Longest timeout or delay, in seconds (one day)."""
+
+
 class ScenarioError(Exception):
     """A scenario that cannot be used; ``lines`` holds one message per problem."""
 
@@ -36,9 +72,10 @@ class ScenarioError(Exception):
 
 
 class Section(BaseModel):
-    """Base of every scenario section: unknown keys are errors, values are checked on assignment."""
+    """Base of every scenario section: unknown keys are errors, values are checked on assignment,
+    numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False)
 
 
 class IidPartitioner(Section):
@@ -53,7 +90,9 @@ class DirichletPartitioner(Section):
     name: Literal["dirichlet"] = "dirichlet"
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (> 0).")
     min_partition_size: int = Field(
-        10, ge=0, description="Redraw until every client has at least this many examples."
+        10, ge=0, le=MAX_EXAMPLES,
+        description="Redraw until every client has at least this many examples "
+        "(num_clients × this must not exceed the training set).",
     )
     self_balancing: bool = Field(
         False, description="Stop giving a class to clients that already hold more than the average."
@@ -64,7 +103,9 @@ class PathologicalPartitioner(Section):
     """Each client holds examples of only ``classes_per_client`` classes."""
 
     name: Literal["pathological"] = "pathological"
-    classes_per_client: int = Field(2, ge=1, description="Distinct labels per client.")
+    classes_per_client: int = Field(
+        2, ge=1, le=MAX_CLASSES, description="Distinct labels per client (at most the dataset's classes)."
+    )
     class_assignment_mode: Literal["random", "deterministic", "first-deterministic"] = Field(
         "first-deterministic", description="How classes are assigned (flwr-datasets' modes)."
     )
@@ -74,9 +115,13 @@ class ShardPartitioner(Section):
     """McMahan et al.'s shards: sort by label, cut into shards, deal shards to clients."""
 
     name: Literal["shard"] = "shard"
-    shards_per_client: int = Field(2, ge=1, description="Shards dealt to each client.")
+    shards_per_client: int = Field(
+        2, ge=1, le=MAX_EXAMPLES, description="Shards dealt to each client (at least one example each)."
+    )
     shard_size: int | None = Field(
-        None, ge=1, description="Examples per shard; default: as large as the data allows."
+        None, ge=1, le=MAX_EXAMPLES,
+        description="Examples per shard (num_clients × shards_per_client × this must not exceed the training "
+        "set); default: as large as the data allows.",
     )
 
 
@@ -111,13 +156,18 @@ class DataConfig(Section):
         description="Directory for torchvision datasets (mnist, cifar10); "
         "default $FEDSEC_DATA or ~/.cache/fedsec/data.",
     )
-    num_clients: int = Field(20, ge=1, description="Clients in the federation (partitions).")
+    num_clients: int = Field(
+        20, ge=1, le=MAX_CLIENTS,
+        description=f"Clients in the federation (partitions), at most {MAX_CLIENTS:,} and at most the "
+        "training examples.",
+    )
     partitioner: Partitioner = Field(
         default_factory=DirichletPartitioner,
         description="How client partitions are drawn; the other keys depend on the name.",
     )
     test_samples: int | None = Field(
-        None, ge=1, description="Evaluate on the first N test examples only; default: all."
+        None, ge=1, le=MAX_EXAMPLES,
+        description="Evaluate on the first N test examples only (at most the test set); default: all.",
     )
 
     @model_validator(mode="before")
@@ -138,8 +188,10 @@ class ModelConfig(Section):
 class ClientConfig(Section):
     """Local training of an honest client."""
 
-    local_epochs: int = Field(1, ge=1, description="Passes over the local data per round.")
-    batch_size: int = Field(32, ge=1, description="Examples per SGD step.")
+    local_epochs: int = Field(
+        1, ge=1, le=MAX_EPOCHS, description=f"Passes over the local data per round (at most {MAX_EPOCHS:,})."
+    )
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH, description=f"Examples per SGD step (at most {MAX_BATCH:,}).")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="Local optimizer.")
     lr: float = Field(0.05, gt=0, description="Local learning rate.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by adam).")
@@ -184,8 +236,12 @@ class ResourcesConfig(Section):
 class EvaluationConfig(Section):
     """Central evaluation of the global model by the evaluator."""
 
-    every: int = Field(1, ge=1, description="Evaluate every N rounds (the last round always).")
-    batch_size: int = Field(1000, ge=1, description="Examples per evaluation batch.")
+    every: int = Field(
+        1, ge=1, le=MAX_ROUNDS, description=f"Evaluate every N rounds, at most {MAX_ROUNDS:,} (the last round always)."
+    )
+    batch_size: int = Field(
+        1000, ge=1, le=MAX_BATCH, description=f"Examples per evaluation batch (at most {MAX_BATCH:,})."
+    )
 
 
 class ServerConfig(Section):
@@ -193,7 +249,8 @@ class ServerConfig(Section):
 
     lr: float = Field(1.0, gt=0, description="Server learning rate: w += lr * aggregate update.")
     round_timeout_s: float | None = Field(
-        None, gt=0, description="Seconds to wait for replies in a round (default: wait for all)."
+        None, gt=0, le=MAX_SECONDS,
+        description=f"Seconds to wait for replies in a round, at most {MAX_SECONDS:,.0f} (default: wait for all).",
     )
     max_update_norm: float | None = Field(
         None, gt=0, description="Replies whose update L2 norm exceeds this are rejected as absurd."
@@ -210,7 +267,10 @@ class FaultsConfig(Section):
         0.0, ge=0, le=1, description="Probability that a client raises an exception instead of replying."
     )
     slow: float = Field(0.0, ge=0, le=1, description="Probability that a client is slow in a round.")
-    slow_delay_s: float = Field(0.0, ge=0, description="Seconds a slow client sleeps before replying.")
+    slow_delay_s: float = Field(
+        0.0, ge=0, le=MAX_SECONDS,
+        description=f"Seconds a slow client sleeps before replying (at most {MAX_SECONDS:,.0f}).",
+    )
 
     @model_validator(mode="after")
     def _delay_given(self) -> FaultsConfig:
@@ -247,7 +307,8 @@ class AttackConfig(Section):
         "ALIE, IPM, Min-Max/Min-Sum and constrain-scale's radius use them.",
     )
     local_epochs: int | None = Field(
-        None, ge=1, description="Local epochs of malicious clients (default: client.local_epochs)."
+        None, ge=1, le=MAX_EPOCHS,
+        description=f"Local epochs of malicious clients, at most {MAX_EPOCHS:,} (default: client.local_epochs).",
     )
     lr: float | None = Field(None, gt=0, description="Local learning rate of malicious clients.")
 
@@ -285,8 +346,14 @@ DefenseSpec = Annotated[
 class RootDataConfig(Section):
     """A small clean dataset the server itself holds (declared here, used by FLTrust)."""
 
-    samples: int = Field(100, ge=1, description="Examples drawn (with the seed) from the training set.")
-    local_epochs: int = Field(1, ge=1, description="Epochs of the server's own update on them per round.")
+    samples: int = Field(
+        100, ge=1, le=MAX_EXAMPLES,
+        description="Examples drawn (with the seed) from the training set (at most its size).",
+    )
+    local_epochs: int = Field(
+        1, ge=1, le=MAX_EPOCHS,
+        description=f"Epochs of the server's own update on them per round (at most {MAX_EPOCHS:,}).",
+    )
 
 
 class OutputConfig(Section):
@@ -300,9 +367,14 @@ class OutputConfig(Section):
 class Scenario(Section):
     """A whole experiment: data, model, training, sampling, resources, outputs."""
 
-    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9._-]+$", description="Run name.")
-    seed: int = Field(0, ge=0, description="Seed of every random choice in the run.")
-    rounds: int = Field(10, ge=1, description="Federated rounds.")
+    name: str = Field(
+        ..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$",
+        description="Run name (letters, digits, . _ -; at most 100 characters).",
+    )
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description=f"Seed of every random choice in the run (0 to {MAX_SEED:,})."
+    )
+    rounds: int = Field(10, ge=1, le=MAX_ROUNDS, description=f"Federated rounds (at most {MAX_ROUNDS:,}).")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     client: ClientConfig = Field(default_factory=ClientConfig)
@@ -343,18 +415,16 @@ class Scenario(Section):
             if outside:
                 raise ValueError(f"attack.ids: {outside} are not client ids 0..{n - 1}")
         try:
-            build_pipeline([spec.model_dump() for spec in self.defenses])
+            pipeline = build_pipeline([spec.model_dump() for spec in self.defenses])
         except ValueError as exc:
             raise ValueError(f"defenses: {exc}") from None
         if any(spec.name == "fltrust" for spec in self.defenses) and self.root_data is None:
             raise ValueError("root_data: fltrust needs the server's root dataset (add a root_data section)")
-        for i, spec in enumerate(self.defenses):
-            f = getattr(spec, "f", None)
-            needed = {"bulyan": 4, "krum": 2, "multi-krum": 2}.get(spec.name)
-            if needed and f is not None and self.clients_per_round < needed * f + 3:
+        for i, stage in enumerate(pipeline.stages):  # a rule that could not run in any round
+            if self.clients_per_round < stage.minimum_rows():
                 raise ValueError(
-                    f"defenses.{i}.f: {spec.name} with f={f} needs at least {needed * f + 3} clients per "
-                    f"round, the scenario samples {self.clients_per_round}"
+                    f"defenses.{i}: {stage.label()} needs at least {stage.minimum_rows()} updates per round, "
+                    f"the scenario samples {self.clients_per_round} clients"
                 )
         if self.model.name == "resnet18" and self.data.dataset != "cifar10":
             raise ValueError("model.name: resnet18 expects 32x32 colour images (data.dataset: cifar10)")
@@ -386,10 +456,16 @@ _DISCRIMINATOR_TAGS = {"iid", "dirichlet", "pathological", "shard", "size-skewed
                        *WATERMARKS.names()}
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a hostile value may be a megabyte long)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 def _format_error(error: dict[str, Any]) -> str:
     loc = _format_location(error["loc"])
     kind = error["type"]
-    value = error.get("input")
+    value = _shown(error.get("input"))
     if kind == "extra_forbidden":
         return f"{loc}: unknown key"
     if kind == "missing":
@@ -400,15 +476,15 @@ def _format_error(error: dict[str, Any]) -> str:
         return message if not error["loc"] else f"{loc}: {message}"
     ctx = error.get("ctx", {})
     if kind == "literal_error":
-        return f"{loc}: {value!r} is not one of {ctx.get('expected')}"
+        return f"{loc}: {value} is not one of {ctx.get('expected')}"
     if kind == "union_tag_invalid":
-        return f"{loc}.name: {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+        return f"{loc}.name: {_shown(ctx.get('tag'))} is not one of {ctx.get('expected_tags')}"
     if kind == "union_tag_not_found":
         return f"{loc}.name: required key is missing"
     if kind in ("model_type", "dict_type"):
-        return f"{loc}: expected a mapping of keys, got {value!r}"
+        return f"{loc}: expected a mapping of keys, got {value}"
     message = error["msg"]
-    return f"{loc}: {message[:1].lower()}{message[1:]} (got {value!r})"
+    return f"{loc}: {message[:1].lower()}{message[1:]} (got {value})"
 
 
 def validation_lines(exc: ValidationError) -> list[str]:
@@ -424,11 +500,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = key.strip().split(".")
     if not all(path):
         raise ScenarioError([f"--set {text}: empty key in path {key!r}"])
+    return path, parse_value(raw) if raw.strip() else ""
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value read as YAML by the scenario loader (``0.1``, ``1e-3``, ``true``,
+    ``null``, ``[60, 40, 60]``); the text itself when it is not YAML the loader accepts."""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        return load_yaml_text(text)
     except yaml.YAMLError:
-        value = raw
-    return path, value
+        return text
+
+
+def load_yaml_text(text: str | bytes) -> Any:
+    """``text`` (or UTF-8/16 bytes) read as YAML the way scenario files are: safely, strictly, with
+    ``1e-3`` a number; yaml.YAMLError when the loader refuses it."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -447,31 +534,150 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """Well-formed YAML that :class:`_StrictLoader` refuses (it is never a scenario)."""
+
+    def __init__(self, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys, nesting deeper than :data:`MAX_DEPTH` (before
+    the recursive composer runs out of stack), integer literals longer than :data:`MAX_NUMBER_CHARS`
+    and scalars their tag cannot hold, each with its line; it also reads YAML 1.2 floats without a
+    dot (``1e-3``) as numbers."""
+
+    def __init__(self, stream: str | bytes) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[tuple[str, str], yaml.Mark] = {}
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                mark = first.setdefault((key.tag, key.value), key.start_mark)
+                if mark is not key.start_mark:
+                    raise _Refused(f"duplicate key {_shown(key.value)} (first at line {mark.line + 1})",
+                                   key.start_mark)
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:  # text its tag cannot hold: 2024-13-45, !!int abc
+            raise _Refused(f"not a valid {node.tag.rsplit(':', 1)[-1]}: {exc}", node.start_mark) from None
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise _Refused(f"an integer of {len(node.value):,} characters is out of range", node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+class _StrictDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper with the loader's float resolver, so a string such as ``1e3`` is quoted."""
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+for _yaml_class in (_StrictLoader, _StrictDumper):
+    _yaml_class.add_implicit_resolver(
+        "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+
+
+def _walk(document: Any) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """Every value of a loaded document with its key path, containers before their items; YAML
+    aliases are followed, so a small file may expand to billions of values (see :func:`_too_large`)."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), document)]
+    while stack:
+        path, value = stack.pop()
+        yield path, value
+        if isinstance(value, dict):
+            stack.extend(((*path, key), item) for key, item in reversed(value.items()))
+        elif isinstance(value, (list, tuple)):
+            stack.extend(((*path, i), item) for i, item in reversed(list(enumerate(value))))
+
+
+def _too_large(document: Any) -> bool:
+    """Whether the document holds more than :data:`MAX_VALUES` values (counting stops there)."""
+    return next(islice(_walk(document), MAX_VALUES, None), None) is not None
+
+
+def _value_problem(path: tuple[str | int, ...], value: Any) -> str | None:
+    """Why a value cannot be in a scenario whatever its field: a key that is not a string, a number
+    that is not finite or needs more than 64 bits, a type JSON does not have (dates, sets)."""
+    where = _format_location(path)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where}: input should be a finite number (got {value})"
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return f"{where}: a {value.bit_length()}-bit integer is out of range (64 bits at most)"
+    if isinstance(value, dict):
+        keys = [key for key in value if not isinstance(key, str)]
+        if keys:
+            return f"{where}: keys must be names, got {_shown(keys[0])}"
+    elif value is not None and not isinstance(value, (str, int, float, bool, list, tuple)):
+        return f"{where}: YAML {type(value).__name__} values are not allowed (quote it to make it a string)"
+    return None
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """The file's top-level mapping; ScenarioError with file:line:col on syntax errors."""
+    """The file's top-level mapping; ScenarioError naming file:line:col for syntax errors, duplicate
+    keys and too deep nesting, or the file for one that is too large, unreadable or not a mapping."""
     if not path.is_file():
         raise ScenarioError([f"{path}: no such file"])
     try:
-        raw = yaml.safe_load(path.read_text())
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError([f"{path}: cannot read ({exc.strerror})"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError([f"{path}: larger than {MAX_FILE_BYTES:,} bytes, too large for a scenario"])
+    try:
+        raw = load_yaml_text(data)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ScenarioError([f"{where}: YAML syntax error: {exc.problem}"]) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ScenarioError([f"{path}: cannot read YAML: {exc}"]) from None
+        label = "" if isinstance(exc, _Refused) else "YAML syntax error: "
+        raise ScenarioError([f"{where}: {label}{exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError([f"{path}: cannot read YAML: {' '.join(str(exc).split())}"]) from None
     if raw is None:
         raise ScenarioError([f"{path}: the file is empty"])
     if not isinstance(raw, dict):
         raise ScenarioError([f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}"])
+    if _too_large(raw):
+        raise ScenarioError([f"{path}: more than {MAX_VALUES:,} values once YAML aliases are expanded"])
     return raw
 
 
 def parse_scenario(raw: dict[str, Any]) -> Scenario:
-    """Validate a raw mapping; ScenarioError with one line per problem."""
-    try:
-        return Scenario.model_validate(raw)
-    except ValidationError as exc:
-        raise ScenarioError(validation_lines(exc)) from None
+    """Validate a raw mapping; ScenarioError with one line per problem.
+
+    Validation is strict: a bool or a string is never read as a number, nor a number as a bool
+    or a string; an integer is read as a float.
+    """
+    if _too_large(raw):
+        raise ScenarioError([f"more than {MAX_VALUES:,} values"])
+    problems = [problem for path, value in _walk(raw) if (problem := _value_problem(path, value))]
+    if not problems:
+        try:
+            # Strict JSON mode: strict Python mode would also refuse a list for a tuple field.
+            return Scenario.model_validate_json(json.dumps(raw), strict=True)
+        except ValidationError as exc:
+            problems = validation_lines(exc)
+    if len(problems) > MAX_PROBLEMS:
+        problems = [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS:,} more problems"]
+    raise ScenarioError(problems)
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
@@ -482,4 +688,4 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
 
 def to_yaml(scenario: Scenario) -> str:
     """The fully resolved scenario (every default written out) as YAML."""
-    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
+    return yaml.dump(scenario.model_dump(mode="json"), Dumper=_StrictDumper, sort_keys=False)

@@ -1,4 +1,4 @@
-# Sourced by the scripts: loopback-only Ray, no dashboard, no telemetry (DESIGN.md §10).
+# Sourced by the scripts: loopback-only Ray, no dashboard, no telemetry (docs/security.md).
 export RAY_USAGE_STATS_ENABLED=0
 export FLWR_TELEMETRY_ENABLED=0
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1

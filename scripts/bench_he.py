@@ -8,7 +8,7 @@ For one update of the CNN's size (206,922 values), the median over --repeats run
   client decryption   fedsec.crypto.transport.client_global_vector vs raw ts.ckks_vector_from + decrypt;
 and ciphertext bytes per parameter. With --whitebox, one FedCrypt embedding step on the CNN's last
 linear layer (1,280 values, 32 bits, N = 8192, chain [50, 33, 33, 33, 50]): fedsec.crypto.whitebox's
-EncryptedEmbedder.step (key-authority refreshes, logged) vs the same TenSEAL calls with a private
+EncryptedEmbedder.step (refreshes by the key authority's process, logged) vs the same TenSEAL calls with a private
 context (decrypt and encrypt in place of the refreshes). With --plain-run and --ckks-run (run directories of the same
 scenario with encryption off and on) it also prints the median round time of both and their ratio.
 
@@ -19,6 +19,7 @@ scenario with encryption off and on) it also prints the median round time of bot
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -32,12 +33,13 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from fedsec.crypto.aggregation import add, encrypted_sum
 from fedsec.crypto.config import EncryptionConfig
 from fedsec.crypto.context import Needs, ckks_parameters
-from fedsec.crypto.key_authority import EMBEDDER, KeyAuthority
+from fedsec.crypto.custody import KeyCustody
+from fedsec.crypto.key_authority import EMBEDDER, KEY_FILE_ENV, KEYS_DIR, SECRET_CONTEXT_FILE, KeyAuthority
 from fedsec.crypto.packing import chunk_bounds, encrypt_vector
 from fedsec.crypto.transport import (
     HE_BREAKS_KEY,
     HE_COEFFICIENTS_KEY,
-    HE_KEYS_KEY,
+    HE_FINGERPRINT_KEY,
     HE_SLOTS_KEY,
     CiphertextLayout,
     client_global_vector,
@@ -86,10 +88,11 @@ def whitebox_step_s(repeats: int) -> tuple[float, float]:
     """Median seconds of one encrypted embedding step: fedsec's and raw TenSEAL calls."""
     config = EncryptionConfig(mode="ckks", poly_modulus_degree=8192, coeff_mod_bit_sizes=[50, 33, 33, 33, 50],
                               global_scale_bits=33)
-    authority = KeyAuthority(ckks_parameters(config, STEP_NEEDS), Path(tempfile.mkdtemp()), CNN_PARAMETERS)
+    run_dir = Path(tempfile.mkdtemp())
+    custody = KeyCustody(ckks_parameters(config, STEP_NEEDS), run_dir, CNN_PARAMETERS, {EMBEDDER: "benchmark"})
     detector = Detector.random(32, 1280, torch.Generator().manual_seed(0))
-    embedder = EncryptedEmbedder(detector, 2.0, 0.15, authority, requester=EMBEDDER)
-    secret = authority._context
+    embedder = EncryptedEmbedder(detector, 2.0, 0.15, custody.take(EMBEDDER))
+    secret = ts.context_from((run_dir / KEYS_DIR / SECRET_CONTEXT_FILE).read_bytes())
     layer = ts.ckks_vector(secret, (torch.randn(1280, generator=torch.Generator().manual_seed(1)) * 0.05).tolist())
     rows = (U_SCALE * detector.projection).tolist()
     backward = (2.0 * detector.projection).tolist()
@@ -102,7 +105,10 @@ def whitebox_step_s(repeats: int) -> tuple[float, float]:
         gradient = ts.ckks_vector(secret, [g.decrypt()[0] for g in gradients])
         ts.ckks_vector(secret, (layer - gradient.mm(backward)).decrypt())
 
-    return median_s(lambda: embedder.step(layer), repeats), median_s(raw_step, repeats)
+    try:
+        return median_s(lambda: embedder.step(layer), repeats), median_s(raw_step, repeats)
+    finally:
+        custody.close()
 
 
 def main() -> None:
@@ -121,7 +127,8 @@ def main() -> None:
     update = torch.randn(CNN_PARAMETERS, generator=torch.Generator().manual_seed(0)) * 0.01
     values = update.double().numpy()
     bounds = chunk_bounds(CNN_PARAMETERS, params.slots)
-    config = ConfigRecord({HE_KEYS_KEY: str(authority.secret_context_file), HE_SLOTS_KEY: params.slots,
+    os.environ[KEY_FILE_ENV] = str(authority.secret_context_file)
+    config = ConfigRecord({HE_FINGERPRINT_KEY: authority.fingerprint, HE_SLOTS_KEY: params.slots,
                            HE_BREAKS_KEY: [], SAMPLED_KEY: [0], HE_COEFFICIENTS_KEY: [0.1]})
     print(f"N={params.poly_modulus_degree} chain={list(params.coeff_mod_bit_sizes)} scale=2^{params.scale_bits} "
           f"d={CNN_PARAMETERS} ciphertexts={len(bounds)} repeats={args.repeats}")

@@ -46,7 +46,7 @@ def recorded_run(scenario: Scenario, out: Path, steer: Steer | None = None) -> t
         def run_round(self, round_number: int, nodes: dict[int, int]) -> dict[str, Any]:
             if steer is not None:
                 self.global_vector = steer(round_number, self.global_vector.detach().cpu()).to(self.global_vector)
-            start = self.encrypted.evaluator_vector() if self.encrypted is not None else self.global_vector
+            start = self.evaluator_view() if self.encrypted is not None else self.global_vector
             starts.append(start.detach().cpu().clone())
             record = super().run_round(round_number, nodes)
             ends.append(self.global_vector.detach().cpu().clone())

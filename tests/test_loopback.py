@@ -1,4 +1,4 @@
-"""A simulation listens on loopback only and leaves no process running (DESIGN §10)."""
+"""A simulation listens on loopback only and leaves no process running (docs/security.md)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def stop_tagged(tag: str) -> None:
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
 def test_run_attaches_to_a_loopback_ray_head(tmp_path: Path) -> None:
     tag = uuid.uuid4().hex
-    # The project's Ray environment keeps the head's servers on loopback (DESIGN §10).
+    # The project's Ray environment keeps the head's servers on loopback (docs/security.md).
     env = {**os.environ, **ENVIRONMENT, "FEDSEC_TEST_TAG": tag}
     # Ray's socket paths must stay short: its temp dir lives directly under /tmp.
     ray_temp = Path(tempfile.mkdtemp(prefix="fsray", dir="/tmp"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,12 +24,12 @@ from flwr.app import ArrayRecord, Message
 from fedsec.crypto.aggregation import add, encrypted_sum, encrypted_weighted_sum
 from fedsec.crypto.context import Needs, ckks_parameters
 from fedsec.crypto.defenses import EncryptedScalars, run_encrypted_pipeline
-from fedsec.crypto.key_authority import SERVER, KeyAuthority
+from fedsec.crypto.key_authority import EMBEDDER, EVALUATOR, OWNER, SERVER, Decryptor
 from fedsec.crypto.packing import chunk_bounds, deserialize_chunks, encrypt_vector, serialize_chunks
 from fedsec.crypto.transport import (
     HE_BREAKS_KEY,
     HE_COEFFICIENTS_KEY,
-    HE_KEYS_KEY,
+    HE_FINGERPRINT_KEY,
     HE_SLOTS_KEY,
     CiphertextLayout,
     EncryptedReply,
@@ -42,7 +41,6 @@ from fedsec.defenses import build_pipeline
 from fedsec.fl.validation import RejectedReply
 from fedsec.scenario import Scenario
 
-EVALUATOR = "evaluator"
 
 
 def operation_needs(scenario: Scenario) -> Needs:
@@ -61,6 +59,31 @@ def operation_needs(scenario: Scenario) -> Needs:
     return needs
 
 
+def grant_purposes(scenario: Scenario) -> dict[str, str]:
+    """Role -> purpose of every grant a scenario's run needs from the key authority."""
+    purposes = {
+        SERVER: "defenses: " + ", ".join(spec.name for spec in scenario.defenses),
+        EVALUATOR: "evaluation of main accuracy / attack success",
+    }
+    if scenario.watermark is not None:
+        purposes[OWNER] = "owner: watermark embedding and verification"
+        if scenario.watermark.scheme.name == "fedcrypt":
+            purposes[EMBEDDER] = "white-box watermark on the encrypted target layer"
+    return purposes
+
+
+def grant_budgets(scenario: Scenario) -> dict[str, int]:
+    """Values each scalars-only role may have decrypted per round: what the scenario's operations
+    need and no more. The server: the Gram matrix of the round's updates (n(n+1)/2 values, norms
+    included), their inner products with the global model (n) and its squared norm (1), with n
+    the clients sampled per round; the white-box embedder: T detector outputs per check."""
+    n = scenario.clients_per_round
+    budgets = {SERVER: n * (n + 1) // 2 + n + 1}
+    if scenario.watermark is not None and scenario.watermark.scheme.name == "fedcrypt":
+        budgets[EMBEDDER] = scenario.watermark.scheme.bits * (scenario.watermark.embedding.max_steps + 2)
+    return budgets
+
+
 @dataclass(frozen=True)
 class EncryptedDecision:
     """What the encrypted pipeline decided in a round (the fields the round record reads)."""
@@ -77,23 +100,31 @@ class EncryptedFederation:
     ----------
     scenario : Scenario
         The run's scenario (defenses, server learning rate, encryption settings).
-    run_dir : Path
-        Where the key authority keeps its keys and its decryption log.
     initial : Tensor
         (d,) the initial global model (a public random initialisation), encrypted at once.
+    public_context : ts.Context
+        The run's context without the secret key.
+    fingerprint : str
+        The key set's public fingerprint, sent to clients with every train message.
+    decryptor : Decryptor
+        The key authority's ``server`` grant: decrypts the per-client scalars defenses need.
     breaks : sequence of int
         Offsets where a new ciphertext starts (a watermark's target layer gets its own).
     """
 
-    def __init__(self, scenario: Scenario, run_dir: Path, initial: torch.Tensor, breaks: Sequence[int] = ()) -> None:
+    def __init__(self, scenario: Scenario, initial: torch.Tensor, public_context: ts.Context, fingerprint: str,
+                 decryptor: Decryptor, breaks: Sequence[int] = ()) -> None:
+        if public_context.is_private():
+            raise ValueError("the aggregation server takes the public context only")
         self.stages = build_pipeline([spec.model_dump() for spec in scenario.defenses]).stages
         self.summed = all(stage.name == "fedavg" for stage in self.stages)
         self.lr = scenario.server.lr
         self.seed = scenario.seed
         self.dimension = initial.numel()
         self.params = ckks_parameters(scenario.encryption, operation_needs(scenario))
-        self.authority = KeyAuthority(self.params, run_dir, self.dimension)
-        self.context = self.authority.public_context()
+        self.context = public_context
+        self.fingerprint = fingerprint
+        self._decryptor = decryptor
         self.breaks = tuple(breaks)
         self.bounds = chunk_bounds(self.dimension, self.params.slots, self.breaks)
         self.global_chunks = encrypt_vector(self.context, initial, self.params.slots, self.breaks)
@@ -108,14 +139,14 @@ class EncryptedFederation:
     # -- what goes to the clients -------------------------------------------------------------
 
     def train_config(self, partitions: Sequence[int]) -> dict[str, Any]:
-        """Config entries of a train message: key file, layout, each sampled client's coefficient."""
+        """Config entries of a train message: key fingerprint, layout, each sampled client's coefficient."""
         if self.summed:
             total = sum(self.example_counts[p] for p in partitions)
             self._coefficients = {p: self.lr * self.example_counts[p] / total for p in partitions}
         else:
             self._coefficients = {p: 1.0 for p in partitions}
         return {
-            HE_KEYS_KEY: str(self.authority.secret_context_file),
+            HE_FINGERPRINT_KEY: self.fingerprint,
             HE_SLOTS_KEY: self.params.slots,
             HE_BREAKS_KEY: list(self.breaks),
             HE_COEFFICIENTS_KEY: [self._coefficients[p] for p in partitions],
@@ -133,9 +164,8 @@ class EncryptedFederation:
 
     def _server_decrypt(self, ciphertexts: list[ts.CKKSVector], what: str) -> list[np.ndarray]:
         started = time.perf_counter()
-        why = "defenses: " + ", ".join(stage.name for stage in self.stages)
         try:
-            return self.authority.decrypt(ciphertexts, what, why, requester=SERVER)
+            return self._decryptor.decrypt(ciphertexts, what)
         finally:
             self._decrypt_s += time.perf_counter() - started
 
@@ -164,14 +194,7 @@ class EncryptedFederation:
             ]
         return EncryptedDecision(accepted=decided.accepted, scores=decided.scores, info=decided.info)
 
-    # -- evaluator and costs -------------------------------------------------------------------
-
-    def evaluator_vector(self) -> torch.Tensor:
-        """The global model decrypted for the evaluator (god view; logged, never used by the server)."""
-        values = self.authority.decrypt(
-            self.global_chunks, "global model", "evaluation of main accuracy / attack success", requester=EVALUATOR
-        )
-        return torch.from_numpy(np.concatenate(values).astype(np.float32))
+    # -- costs -------------------------------------------------------------------------
 
     def round_costs(self, valid: Sequence[EncryptedReply], bytes_up: int) -> dict[str, Any]:
         """Encryption costs of the last round for its metrics record."""
@@ -189,11 +212,9 @@ class EncryptedFederation:
 
     # -- the owner (a key holder): black-box watermark on the decrypted global model -----------
 
-    def owner_view(self) -> torch.Tensor:
-        """The global model decrypted for the owner (logged), e.g. to embed a black-box watermark."""
-        values = self.authority.decrypt(
-            self.global_chunks, "global model", "owner: watermark embedding and verification", requester="owner"
-        )
+    def decrypted_with(self, key: Decryptor, what: str) -> torch.Tensor:
+        """The global model decrypted through a key holder's grant (the evaluator's, the owner's)."""
+        values = key.decrypt(self.global_chunks, what)
         return torch.from_numpy(np.concatenate(values).astype(np.float32))
 
     def owner_replace(self, vector: torch.Tensor) -> None:

@@ -1,16 +1,17 @@
 """Ciphertexts in Flower messages: encrypted vectors as records, client-side coding, server-side checks.
 
 An encrypted vector travels as an ArrayRecord of uint8 arrays, one per ciphertext chunk,
-keyed "0", "1", ... in chunk order. The train config carries the path of the key
-holders' context file (``HE_KEYS_KEY``; in this simulation clients read the secret
-context from the key authority's file, the stand-in for key distribution) and each
-sampled client's coefficient (``HE_COEFFICIENTS_KEY``, aligned with the sampled list): the
+keyed "0", "1", ... in chunk order. The train config carries the key set's public
+fingerprint (``HE_FINGERPRINT_KEY``; clients find the secret context where the run's set-up
+put it, ``$FEDSEC_KEY_FILE``, the stand-in for key distribution, and check it against the
+fingerprint) and each sampled client's coefficient (``HE_COEFFICIENTS_KEY``, aligned with the sampled list): the
 client sends ``c_i * update`` encrypted, so that FedAvg is a plain sum of ciphertexts.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import tenseal as ts
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 
-from fedsec.crypto.key_authority import load_secret_context
+from fedsec.crypto.key_authority import KEY_FILE_ENV, load_secret_context
 from fedsec.crypto.packing import (
     decrypt_vector,
     deserialize_chunks,
@@ -32,7 +33,7 @@ from fedsec.fl.protocol import (
 )
 from fedsec.fl.validation import RejectedReply, check_envelope
 
-HE_KEYS_KEY = "he-keys"
+HE_FINGERPRINT_KEY = "he-key-fingerprint"
 HE_COEFFICIENTS_KEY = "he-coefficients"
 HE_SLOTS_KEY = "he-slots"
 HE_BREAKS_KEY = "he-breaks"
@@ -57,10 +58,15 @@ def record_blobs(record: ArrayRecord) -> list[bytes]:
 # -- client side ---------------------------------------------------------------------------
 
 
+def holder_context(config: ConfigRecord) -> ts.Context:
+    """This key holder's secret context, checked against the fingerprint the train message names."""
+    return load_secret_context(os.environ.get(KEY_FILE_ENV, ""), str(config[HE_FINGERPRINT_KEY]))
+
+
 def client_global_vector(record: ArrayRecord, config: ConfigRecord) -> tuple[torch.Tensor, float]:
     """A key holder's decryption of the broadcast global model; (vector, seconds)."""
     started = time.perf_counter()
-    context = load_secret_context(str(config[HE_KEYS_KEY]))
+    context = holder_context(config)
     vector = decrypt_vector(deserialize_chunks(context, record_blobs(record)), context)
     return vector, time.perf_counter() - started
 
@@ -68,7 +74,7 @@ def client_global_vector(record: ArrayRecord, config: ConfigRecord) -> tuple[tor
 def client_update_record(update: torch.Tensor, partition: int, config: ConfigRecord) -> tuple[ArrayRecord, float]:
     """The client's update times its coefficient, encrypted; (record, seconds)."""
     started = time.perf_counter()
-    context = load_secret_context(str(config[HE_KEYS_KEY]))
+    context = holder_context(config)
     sampled = [int(p) for p in config[SAMPLED_KEY]]
     coefficient = float(config[HE_COEFFICIENTS_KEY][sampled.index(partition)])
     scaled = update.double() * coefficient if coefficient != 1.0 else update

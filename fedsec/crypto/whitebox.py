@@ -26,7 +26,7 @@ import tenseal as ts
 import torch
 
 from fedsec.crypto.context import Needs
-from fedsec.crypto.key_authority import KeyAuthority
+from fedsec.crypto.key_authority import Decryptor
 
 STEP_NEEDS = Needs(depth=3, rotations=True)
 """What one homomorphic embedding step needs of the context."""
@@ -127,17 +127,15 @@ class EncryptedEmbedder:
         Step size.
     reach : float
         How far beyond 0.5 the steps push each output (0..0.5).
-    authority : KeyAuthority
-        Refreshes ciphertexts whose chain is spent and decrypts detector outputs (logged).
-    requester : str
-        Who asks the authority (logged).
+    key : Decryptor
+        The key authority's grant to the embedder (scalars only): refreshes ciphertexts whose chain
+        is spent and decrypts detector outputs (logged).
     """
 
-    def __init__(self, detector: Detector, lr: float, reach: float, authority: KeyAuthority, requester: str) -> None:
+    def __init__(self, detector: Detector, lr: float, reach: float, key: Decryptor) -> None:
         self.detector = detector
         self.lr = lr
-        self.authority = authority
-        self.requester = requester
+        self.key = key
         a = detector.projection.cpu().numpy()
         self._rows = (U_SCALE * a).tolist()  # u_k = layer . rows[k]
         self._backward = (lr * a).tolist()  # (T, L): g . matrix -> lr A^T g
@@ -149,7 +147,7 @@ class EncryptedEmbedder:
     def outputs(self, layer: ts.CKKSVector) -> torch.Tensor:
         """Detector outputs, computed on ciphertexts; only these T values are decrypted."""
         outputs = [u * u + u * (0.5 / U_SCALE) + 0.47 for u in self._projections(layer)]
-        values = self.authority.decrypt(outputs, "white-box detector outputs", "watermark check", self.requester)
+        values = self.key.decrypt(outputs, "white-box detector outputs")
         return torch.tensor([float(v[0]) for v in values], dtype=torch.float64)
 
     def step(self, layer: ts.CKKSVector) -> ts.CKKSVector:
@@ -158,13 +156,9 @@ class EncryptedEmbedder:
             (u * u + u * (0.5 / U_SCALE) + shift) * (u * (2 * 0.09 / U_SCALE) + 0.5)
             for u, shift in zip(self._projections(layer), self._shift, strict=True)
         ]
-        gradient = self.authority.refresh_packed(
-            gradients, "white-box detector gradient", "pack and re-encode before A^T g", self.requester
-        )
+        gradient = self.key.refresh_packed(gradients, "white-box detector gradient, packed before A^T g")
         updated = layer - gradient.mm(self._backward)
-        (fresh,) = self.authority.refresh(
-            [updated], "white-box target layer", "modulus chain spent after a watermark step", self.requester
-        )
+        (fresh,) = self.key.refresh([updated], "white-box target layer, chain spent after a step")
         return fresh
 
 

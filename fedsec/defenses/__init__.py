@@ -21,11 +21,20 @@ from fedsec.defenses import (  # noqa: F401  (imported to register them)
     signguard,
     trimmed_mean,
 )
-from fedsec.defenses.base import DEFENSES, Decision, Defense, DefenseParams, Kind, UpdateBatch
+from fedsec.defenses.base import (
+    DEFENSES,
+    BelowMinimum,
+    Decision,
+    Defense,
+    DefenseParams,
+    Kind,
+    UpdateBatch,
+)
 from fedsec.defenses.pipeline import DefensePipeline, build_pipeline
 
 __all__ = [
     "DEFENSES",
+    "BelowMinimum",
     "Decision",
     "Defense",
     "DefenseParams",

@@ -1,9 +1,9 @@
-"""The contract every server-side defense follows (DESIGN §5).
+"""The contract every server-side defense follows (docs/architecture.md).
 
 A stage sees an :class:`UpdateBatch` (one round's update matrix, example counts, the
 global model and what earlier stages decided) and returns a new batch. Its inputs are
 updates, weights and its own state, nothing else: client roles and the scenario's
-client identities stay with the orchestrator and the evaluator (DESIGN §2).
+client identities stay with the orchestrator and the evaluator (docs/architecture.md).
 
 Randomness: stages that draw random numbers take them from ``UpdateBatch.generator``,
 a ``torch.Generator`` the orchestrator seeds for every round (e.g. from the scenario
@@ -199,6 +199,29 @@ class Decision:
     info: Mapping[str, float] = field(default_factory=dict)
 
 
+class BelowMinimum(Exception):
+    """A stage was reached by fewer accepted updates than it needs to run as published.
+
+    The server skips such a round and records the message as its reason.
+
+    Attributes
+    ----------
+    stage : str
+        The stage's scenario name with its parameters (:meth:`Defense.label`).
+    needed : int
+        Accepted updates the stage needs (count).
+    got : int
+        Accepted updates that reached it (count).
+    """
+
+    def __init__(self, stage: str, needed: int, got: int) -> None:
+        super().__init__(stage, needed, got)
+        self.stage, self.needed, self.got = stage, needed, got
+
+    def __str__(self) -> str:
+        return f"{self.stage} needs at least {self.needed} accepted updates, got {self.got}"
+
+
 class DefenseParams(BaseModel):
     """Base of every stage's parameters: unknown keys are errors, values are immutable."""
 
@@ -226,15 +249,25 @@ class Defense(ABC):
         self.params = self.Params(**params)
 
     def __repr__(self) -> str:
-        values = ", ".join(f"{key}={value!r}" for key, value in self.params.model_dump().items())
-        return f"{type(self).__name__}({values})"
+        return f"{type(self).__name__}({self._settings()})"
+
+    def label(self) -> str:
+        """The stage's scenario name with its parameters, e.g. ``krum(f=1)``."""
+        return f"{self.name}({self._settings()})"
+
+    def _settings(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.params.model_dump().items())
 
     def __call__(self, batch: UpdateBatch) -> UpdateBatch:
-        """Run the stage: :meth:`decide` on the accepted rows, recorded into the full batch."""
+        """Run the stage: :meth:`decide` on the accepted rows, recorded into the full batch.
+
+        BelowMinimum (see :meth:`check_minimum`) before the stage decides anything.
+        """
         if self.kind is Kind.POST:
             batch = batch.with_default_aggregate()
             return self._record(batch, None, self.decide(batch))
         index = batch.accepted_indices()
+        self.check_minimum(index.numel())
         if index.numel() == 0:
             if self.kind is Kind.AGGREGATE:
                 return replace(batch, aggregate=batch.updates.new_zeros(batch.d))
@@ -248,6 +281,26 @@ class Defense(ABC):
 
         Post-processing stages see the whole batch, with its aggregate set.
         """
+
+    def minimum_rows(self) -> int:
+        """Fewest accepted rows (count) the stage needs to run as published; 1 by default.
+
+        Stages with a larger requirement (Krum's ``n >= 2f + 3``...) override it and cite it.
+        Post-processing stages act on the aggregate and keep the default.
+        """
+        return 1
+
+    def check_minimum(self, accepted: int) -> None:
+        """BelowMinimum when ``accepted`` rows are left for the stage, some but fewer than
+        :meth:`minimum_rows`.
+
+        ``accepted`` counts the rows still accepted when the stage runs: rows that earlier
+        stages rejected do not count. With none left there is nothing to aggregate, which
+        is not a shortfall: stages pass the batch on and the aggregate is the zero update.
+        Both the plaintext and the encrypted pipeline call this before running a stage.
+        """
+        if 0 < accepted < self.minimum_rows():
+            raise BelowMinimum(self.label(), self.minimum_rows(), accepted)
 
     def state_dict(self) -> dict[str, Any]:
         """What must be saved to resume the stage (empty for stateless stages)."""

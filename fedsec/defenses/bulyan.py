@@ -18,19 +18,20 @@ class Bulyan(Defense):
     Selection: Krum picks a row, which leaves the candidate set; Krum runs again on the
     rest (with ``max(1, k - f - 2)`` neighbours for k candidates), ``theta`` times. Then,
     per coordinate, the mean of the ``beta = theta - 2f`` selected values closest to the
-    selected rows' median. Requires ``n >= 4f + 3`` (ValueError otherwise, as Flower).
-    Example counts are ignored. Score: the first-round Krum score. Selected rows stay
-    accepted.
+    selected rows' median. Example counts are ignored. Score: the first-round Krum score.
+    Selected rows stay accepted.
     """
 
     kind = Kind.AGGREGATE
     Params = KrumParams
     params: KrumParams
 
+    def minimum_rows(self) -> int:
+        """``4f + 3`` (El Mhamdi et al., ICML 2018; Flower's ``aggregate_bulyan`` asserts it)."""
+        return 4 * self.params.f + 3
+
     def decide(self, batch: UpdateBatch) -> Decision:
         n, f = batch.n, self.params.f
-        if n < 4 * f + 3:
-            raise ValueError(f"bulyan needs n >= 4f + 3 rows, got n={n} with f={f}")
         theta, beta = n - 2 * f, n - 4 * f
         dist = pairwise_sq_distances(batch.updates)
         first_scores = krum_scores(dist, f)

@@ -18,7 +18,8 @@ class CenteredClipping(Defense):
 
     Stateful: the centre starts at the previous round's aggregate (zero in the first
     round), the momentum-like anchor of the paper. Unweighted, as in the paper.
-    Score: distance of each row to the final centre (L2).
+    Score: distance of each row to the final centre (L2). No minimum beyond one row: each
+    row moves the centre by at most ``tau / n`` per iteration, whatever n is.
     """
 
     kind = Kind.AGGREGATE

@@ -15,6 +15,7 @@ class CRFL(Defense):
     Returns the update that leads there, ``w' - global``. The noise comes from the
     batch's generator. ``rho`` is a bound on the whole parameter vector, so it depends on
     the model: set it above the norm the model reaches when trained without attack.
+    Acts on the aggregate: no minimum number of rows.
     """
 
     kind = Kind.POST

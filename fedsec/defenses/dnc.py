@@ -34,9 +34,18 @@ class DnC(Defense):
 
     params: Params
 
+    def removed(self) -> int:
+        """Rows marked as outliers per iteration, ``int(c * f)`` (count)."""
+        return int(self.params.c * self.params.f)
+
+    def minimum_rows(self) -> int:
+        """``int(c * f) + 1``: removing ``c * f`` rows (Shejwalkar & Houmansadr, NDSS 2021,
+        Algorithm 2) must leave at least one."""
+        return self.removed() + 1
+
     def decide(self, batch: UpdateBatch) -> Decision:
         n, d, rows = batch.n, batch.d, batch.updates
-        removed = min(n - 1, int(self.params.c * self.params.f))
+        removed = self.removed()
         keep = torch.ones_like(batch.accepted)
         total = rows.new_zeros(n)
         sampled = self.params.subsample_dim < d  # otherwise every iteration would be the same

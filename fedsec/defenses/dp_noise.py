@@ -14,7 +14,7 @@ class DPNoise(Defense):
 
     ``std`` is ``sigma``, or ``sigma`` times the bound an earlier ``norm-clipping`` stage
     used when ``relative`` (for central DP with n clipped updates averaged, that is a noise
-    multiplier z with ``sigma = z / n``).
+    multiplier z with ``sigma = z / n``). Acts on the aggregate: no minimum number of rows.
     """
 
     kind = Kind.POST

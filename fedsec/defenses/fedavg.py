@@ -7,7 +7,10 @@ from fedsec.defenses.base import Decision, Defense, Kind, UpdateBatch, register
 
 @register("fedavg")
 class FedAvg(Defense):
-    """Example-weighted mean of the accepted rows; no robustness, the baseline."""
+    """Example-weighted mean of the accepted rows; no robustness, the baseline.
+
+    No minimum beyond one row.
+    """
 
     kind = Kind.AGGREGATE
 

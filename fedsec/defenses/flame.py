@@ -7,7 +7,6 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import Field
-from sklearn.cluster import HDBSCAN
 
 from fedsec.defenses._math import clip_factors, cosine_similarity_matrix, gaussian_like, row_norms
 from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, register
@@ -49,6 +48,11 @@ class Flame(Defense):
 
     params: Params
 
+    def minimum_rows(self) -> int:
+        """2: FLAME's filter is HDBSCAN with ``min_cluster_size = n // 2 + 1`` (Nguyen et al.),
+        which scikit-learn requires to be at least 2."""
+        return 2
+
     def decide(self, batch: UpdateBatch) -> Decision:
         rows = batch.updates
         points = rows + batch.global_vector if self.params.distance == "models" else rows
@@ -68,16 +72,13 @@ class Flame(Defense):
 
     @staticmethod
     def _majority_cluster(distance: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """Mask of the majority HDBSCAN cluster of the (n, n) distances, and whether one exists."""
-        n = distance.shape[0]
-        everyone = torch.ones(n, dtype=torch.bool, device=distance.device)
-        if n < 2:
-            return everyone, False
+        """Mask of the majority HDBSCAN cluster of the (n, n) distances (n >= 2), and whether
+        one exists (all rows when none does)."""
         # The one place a (small) n x n matrix leaves the device: HDBSCAN is numpy-only.
         matrix = distance.double().cpu().numpy()
         core = _largest_cluster(matrix, epsilon=0.0)
         if core is None:
-            return everyone, False
+            return torch.ones(distance.shape[0], dtype=torch.bool, device=distance.device), False
         # With one cluster, scikit-learn labels as members only its densest rows (those
         # still in it at its last split, about n/2 + 1). Rows that join it through links
         # no longer than the core's diameter belong to it too (cluster_selection_epsilon).
@@ -90,6 +91,8 @@ class Flame(Defense):
 
 def _largest_cluster(distance: np.ndarray, epsilon: float) -> np.ndarray | None:
     """Mask of the largest HDBSCAN cluster (FLAME's settings) of a precomputed (n, n) matrix."""
+    from sklearn.cluster import HDBSCAN  # imported here: scikit-learn adds seconds to every CLI start
+
     clusterer = HDBSCAN(
         min_cluster_size=distance.shape[0] // 2 + 1,
         min_samples=1,

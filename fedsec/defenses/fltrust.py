@@ -15,7 +15,8 @@ class FLTrust(Defense):
     ``g0`` is ``UpdateBatch.server_update``, the update the server trained on its root
     data (the orchestrator supplies it; ValueError when missing). Rows with zero trust
     are rejected; with no trusted row the result is the zero update. Example counts are
-    ignored. Score: the trust ``t_i`` in [0, 1].
+    ignored. Score: the trust ``t_i`` in [0, 1]. No minimum beyond one row: trust comes
+    from the root-data update, not from the other rows.
     """
 
     kind = Kind.AGGREGATE

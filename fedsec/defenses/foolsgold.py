@@ -39,7 +39,8 @@ class FoolsGold(Defense):
     absent), the sum of all its accepted updates so far; similarity is computed on those
     sums, so sybils pushing the same objective over rounds look alike. Example counts
     are ignored, and so is the paper's optional per-feature importance weighting. Rows
-    whose weight is 0 are rejected. Score: the weight in [0, 1].
+    whose weight is 0 are rejected. Score: the weight in [0, 1]. No minimum beyond one
+    row: a sender alone in its round resembles nobody and keeps weight 1.
     """
 
     kind = Kind.AGGREGATE

@@ -15,7 +15,7 @@ class GeometricMedian(Defense):
     Starts from the weighted mean; each Weiszfeld step re-weights rows by
     ``a_i / max(eps, |z - x_i|)``. Stops after ``iterations`` steps or when the objective
     improves by less than ``tolerance`` (relative). Score: distance of each row to the
-    result (L2).
+    result (L2). No minimum beyond one row (the breakdown point is 1/2 for any n).
     """
 
     kind = Kind.AGGREGATE

@@ -15,6 +15,12 @@ class KrumParams(DefenseParams):
     f: int = Field(0, ge=0, description="Number of Byzantine clients tolerated per round (count).")
 
 
+def krum_minimum(f: int) -> int:
+    """Rows Krum needs to tolerate ``f`` Byzantine ones: ``n >= 2f + 3`` (Blanchard et al.,
+    NeurIPS 2017, whose guarantee holds for ``2f + 2 < n``)."""
+    return 2 * f + 3
+
+
 @register("krum")
 class Krum(Defense):
     """Keep the one row whose ``max(1, n - f - 2)`` nearest neighbours are closest (squared L2).
@@ -26,6 +32,10 @@ class Krum(Defense):
     kind = Kind.AGGREGATE
     Params = KrumParams
     params: KrumParams
+
+    def minimum_rows(self) -> int:
+        """``2f + 3`` (:func:`krum_minimum`)."""
+        return krum_minimum(self.params.f)
 
     def decide(self, batch: UpdateBatch) -> Decision:
         scores = krum_scores(pairwise_sq_distances(batch.updates), self.params.f)

@@ -11,7 +11,8 @@ class Median(Defense):
     """Coordinate-wise median of the accepted rows; example counts are ignored.
 
     For an even number of rows each coordinate is the mean of its two middle values
-    (numpy's and Flower's convention).
+    (numpy's and Flower's convention). No minimum beyond one row: the median of n rows
+    stays within the range of the honest ones while fewer than n/2 are Byzantine (Yin et al.).
     """
 
     kind = Kind.AGGREGATE

@@ -13,7 +13,8 @@ class NormClipping(Defense):
     """Scale every accepted row down to an L2 norm of at most the bound.
 
     Reports the bound used as ``info["norm-clipping.bound"]`` (read by ``dp-noise`` with
-    ``relative: true``). Score: each row's norm before clipping (L2).
+    ``relative: true``). Score: each row's norm before clipping (L2). No minimum beyond
+    one row.
     """
 
     kind = Kind.PRE

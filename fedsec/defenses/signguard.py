@@ -47,7 +47,8 @@ class SignGuard(Defense):
     3. Rows passing both stay accepted; every row is scaled to norm <= the median norm,
        and the pipeline (or a later aggregator) averages the accepted ones.
 
-    Score: the ratio of each row's norm to the median norm.
+    Score: the ratio of each row's norm to the median norm. No minimum beyond one row: both
+    filters compare rows with the majority, which a single row is.
     """
 
     kind = Kind.SCREEN

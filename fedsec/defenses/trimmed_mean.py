@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field
 
 from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, register
@@ -22,6 +24,14 @@ class TrimmedMean(Defense):
         )
 
     params: Params
+
+    def minimum_rows(self) -> int:
+        """With ``beta > 0``, ``ceil(1 / beta)``: the fewest rows of which ``int(beta * n) >= 1``
+        is cut at each end. Yin et al. (ICML 2018) tolerate a ``beta`` fraction of Byzantine
+        rows; on fewer rows nothing would be cut and the rule would be the plain mean.
+        ``beta = 0`` asks for the plain mean: 1.
+        """
+        return math.ceil(1 / self.params.beta) if self.params.beta > 0 else 1
 
     def decide(self, batch: UpdateBatch) -> Decision:
         n = batch.n

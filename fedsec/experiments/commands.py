@@ -124,7 +124,7 @@ def report(
 
     try:
         typer.echo(f"wrote {write_report(path, out)}")
-    except FileNotFoundError as exc:
+    except (OSError, ValueError) as exc:  # a missing, corrupt or unwritable file, named in the message
         raise _fail([str(exc)]) from None
 
 
@@ -147,12 +147,11 @@ def game(
     """Zero-sum attacker/defender game: payoff ASR x 1[MA > MA_min] averaged over seeds, mixed
     Nash equilibrium by linear programming; saves game.json in the sweep directory."""
     from fedsec.experiments.game import payoff_matrix, solve_zero_sum
-    from fedsec.experiments.report import GAME_FILE
-    from fedsec.experiments.table import read_sweep
+    from fedsec.experiments.report import GAME_FILE, read_sweep_results
     from fedsec.results import write_atomic
 
     try:
-        results = read_sweep(path)
+        results = read_sweep_results(path)
         attacker_keys = _keys("attacker", attacker, results.grid)
         defender_keys = _keys("defender", defender, results.grid)
         rows = results.rows

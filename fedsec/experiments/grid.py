@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fedsec.scenario import ScenarioError, parse_override, read_yaml, validation_lines
+from fedsec.scenario import ScenarioError, load_yaml_text, parse_override, read_yaml, validation_lines
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def parse_grid_option(text: str) -> Axis:
         raise ScenarioError([f"--grid {text}: expected key.path=value1,value2,..."])
     key, raw = (part.strip() for part in text.split("=", 1))
     try:
-        values = yaml.safe_load(f"[{raw}]")
+        values = load_yaml_text(f"[{raw}]")
     except yaml.YAMLError:
         raise ScenarioError([f"--grid {text}: cannot read the values as a YAML list"]) from None
     if not key or not values:

@@ -7,21 +7,25 @@ The page has no external reference: styles are inline and every plot is a PNG em
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import yaml
+from pydantic import BaseModel, NonNegativeInt, ValidationError, model_validator
 
 from fedsec.experiments import figures
 from fedsec.experiments.sweep import SWEEP_FILE
 from fedsec.experiments.table import (
-    RATES, SHOWN, WATERMARK_PREFIX, SweepResults, format_values, group_rows, metric_columns, read_sweep,
+    CSV_FILE, METRICS, RATES, SHOWN, WATERMARK_PREFIX, SweepResults, format_values, group_rows, metric_columns,
+    read_sweep,
 )
 from fedsec.results import METRICS_FILE, PARTITIONS_FILE, SCENARIO_FILE, SUMMARY_FILE, RunDirectory, write_atomic
+from fedsec.scenario import ScenarioError, read_yaml, validation_lines
 
 REPORT_FILE = "report.html"
 GAME_FILE = "game.json"
@@ -65,6 +69,172 @@ def page(title: str, sections: list[tuple[str, str]]) -> str:
             + "\n</body></html>\n")
 
 
+# -- reading: every file is checked before anything is drawn; ValueError names the file ----------
+
+# Round-record keys the report adds up or plots as numbers (besides every key ending in _s).
+COUNTERS = ("tp", "fp", "fn", "tn", "bytes_down", "bytes_up")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (summary.json, partitions.json, game.json)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested past the parser's depth
+        raise ValueError(f"{path}: not valid JSON ({' '.join(str(exc).split()) or type(exc).__name__})") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return document
+
+
+def _record_problem(record: Any) -> str | None:
+    """Why a round record cannot be reported: not a mapping, no round number, a counter not a number."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if not isinstance(record.get("round"), int) or isinstance(record["round"], bool) or record["round"] < 1:
+        return "no positive integer round"
+    wrong = [k for k, v in record.items()
+             if (k in COUNTERS or k.endswith("_s")) and v is not None and not _is_number(v)]
+    return f"{wrong[0]} is not a number" if wrong else None
+
+
+def read_rounds(run: RunDirectory) -> list[dict[str, Any]]:
+    """The run's round records (a torn last line, left by a crash, is skipped)."""
+    path = run.file(METRICS_FILE)
+    try:
+        records = run.rounds()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, or a line nested past the parser's depth
+        raise ValueError(f"{path}: not JSON lines ({' '.join(str(exc).split()) or type(exc).__name__})") from None
+    for number, record in enumerate(records, 1):
+        if problem := _record_problem(record):
+            raise ValueError(f"{path}: record {number}: {problem}")
+    return records
+
+
+def _checked(model: type[BaseModel], document: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``document`` validated against ``model`` (keys it leaves unset are dropped); ValueError naming
+    the file and the first bad field."""
+    try:
+        return model.model_validate(document).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise ValueError(f"{path}: {validation_lines(exc)[0]}") from None
+
+
+def _yaml_document(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``, read as strictly as a scenario."""
+    try:
+        return read_yaml(path)
+    except ScenarioError as exc:
+        raise ValueError(exc.lines[0]) from None
+
+
+class _Named(BaseModel):
+    name: str
+
+
+class _AttackView(BaseModel):
+    fraction: float | None = None
+    ids: list[int] | None = None
+    data: _Named | None = None
+    model: _Named | None = None
+
+
+class _ScenarioView(BaseModel):
+    """What the report shows of scenario.yaml. The rest is not checked: the report describes a run
+    as it was, even one whose scenario a later fedsec would refuse."""
+
+    seed: int | None = None
+    rounds: int | None = None
+    data: dict[str, Any] | None = None
+    model: _Named | None = None
+    sampling: dict[str, Any] | None = None
+    attack: _AttackView | None = None
+    defenses: list[_Named] | None = None
+
+
+def read_run_scenario(run: RunDirectory) -> dict[str, Any]:
+    """The parts of the run's scenario.yaml the report shows."""
+    path = run.file(SCENARIO_FILE)
+    return _checked(_ScenarioView, _yaml_document(path), path)
+
+
+class _Partitions(BaseModel):
+    """What the report reads of partitions.json: one row of label counts per client."""
+
+    label_counts: list[list[NonNegativeInt]] = []
+
+    @model_validator(mode="after")
+    def _rectangular(self) -> Self:
+        if len({len(row) for row in self.label_counts}) > 1:
+            raise ValueError("label_counts: rows of different lengths")
+        return self
+
+
+class _Sweep(BaseModel):
+    """What the report reads of sweep.yaml."""
+
+    name: str
+    grid: dict[str, dict[Any, Any]]  # key -> {label: value}
+    set: dict[str, Any] | None = None
+
+
+class _Game(BaseModel):
+    """What the report reads of game.json (as ``fedsec game`` writes it)."""
+
+    attacker_labels: list[str]
+    defender_labels: list[str]
+    payoff: list[list[float]]
+    attacker_strategy: list[float]
+    defender_strategy: list[float]
+    ma_min: float
+    value: float
+
+    @model_validator(mode="after")
+    def _shapes(self) -> Self:
+        rows, columns = len(self.attacker_labels), len(self.defender_labels)
+        if (len(self.payoff), len(self.attacker_strategy), len(self.defender_strategy)) != (rows, rows, columns) \
+                or any(len(row) != columns for row in self.payoff):
+            raise ValueError("payoff, labels and strategies differ in size")
+        return self
+
+
+def read_sweep_results(path: Path) -> SweepResults:
+    """:func:`read_sweep` with sweep.yaml and every sweep.csv row checked (FileNotFoundError when one
+    of them is missing)."""
+    if (path / SWEEP_FILE).exists():
+        _checked(_Sweep, _yaml_document(path / SWEEP_FILE), path / SWEEP_FILE)
+    try:
+        results = read_sweep(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, csv.Error) as exc:  # sweep.yaml is checked: the CSV file is at fault
+        raise ValueError(f"{path / CSV_FILE}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+    for line, row in enumerate(results.rows, 2):  # line 1 is the header
+        if problem := _row_problem(row, results.grid):
+            raise ValueError(f"{path / CSV_FILE}: line {line}: {problem}")
+    return results
+
+
+def _row_problem(row: dict[str, Any], grid: dict[str, list[str]]) -> str | None:
+    """Why a sweep.csv row cannot be reported: a column missing, a label not in the grid, a metric
+    not a number."""
+    missing = [k for k in (*grid, "status", "run") if row.get(k) is None]
+    if missing:
+        return f"no {missing[0]}"
+    unknown = [k for k, labels in grid.items() if row[k] not in labels]
+    if unknown:
+        return f"{unknown[0]}: {row[unknown[0]]!r} is not one of the grid's labels"
+    wrong = [k for k in METRICS if row.get(k) is not None and not _is_number(row[k])]
+    return f"{wrong[0]} is not a number" if wrong else None
+
+
 def _series(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
     return [(r["round"], float(r[key])) for r in records
             if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
@@ -102,9 +272,12 @@ def _scenario_lines(scenario: dict[str, Any]) -> list[tuple[str, str]]:
 def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
     """Sections of a run's report: setting, summary, accuracy and watermark curves, detection,
     partitions, costs."""
-    records = run.rounds()
-    summary = json.loads(run.file(SUMMARY_FILE).read_text()) if run.file(SUMMARY_FILE).exists() else {}
-    scenario = yaml.safe_load(run.file(SCENARIO_FILE).read_text()) if run.file(SCENARIO_FILE).exists() else {}
+    records = read_rounds(run)
+    summary = read_json(run.file(SUMMARY_FILE)) if run.file(SUMMARY_FILE).exists() else {}
+    scenario = read_run_scenario(run) if run.file(SCENARIO_FILE).exists() else {}
+    partitions = run.file(PARTITIONS_FILE)
+    label_counts = _checked(_Partitions, read_json(partitions), partitions)["label_counts"] \
+        if partitions.exists() else []
     sections: list[tuple[str, str]] = []
     if scenario:
         sections.append(("Scenario", table(["", ""], _scenario_lines(scenario), text_columns=2)))
@@ -134,11 +307,8 @@ def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
         body += table(["count (all rounds)", "clients"], totals)
         sections.append(("Detection", body))
 
-    if run.file(PARTITIONS_FILE).exists():
-        partitions = json.loads(run.file(PARTITIONS_FILE).read_text())
-        if partitions.get("label_counts"):
-            sections.append(("Partitions", image(figures.label_histogram(partitions["label_counts"]),
-                                                 "label histogram per client")))
+    if label_counts:
+        sections.append(("Partitions", image(figures.label_histogram(label_counts), "label histogram per client")))
     sections.append(("Costs", _costs(records)))
     return sections
 
@@ -218,8 +388,9 @@ def sweep_sections(results: SweepResults) -> list[tuple[str, str]]:
             ), f"heatmap of {metric}"))
     sections.append(("Heatmaps", '<div class="figures">' + "".join(heatmaps) + "</div>"))
     sections.append(("Per round", _sweep_curves(results, groups)))
-    if (results.path / GAME_FILE).exists():
-        sections.append(("Game", _game_section(json.loads((results.path / GAME_FILE).read_text()))))
+    game = results.path / GAME_FILE
+    if game.exists():
+        sections.append(("Game", _game_section(_checked(_Game, read_json(game), game))))
     return sections
 
 
@@ -231,7 +402,7 @@ def _sweep_curves(results: SweepResults, groups: dict[tuple[Any, ...], list[dict
         for labels, group in groups.items():
             per_round: dict[int, list[float]] = {}
             for row in group:
-                for r in RunDirectory(results.path / str(row["run"])).rounds():
+                for r in read_rounds(RunDirectory(results.path / str(row["run"]))):
                     if isinstance(r.get(metric), (int, float)):
                         per_round.setdefault(r["round"], []).append(r[metric])
             series[" / ".join(labels)] = [(k, float(np.mean(v))) for k, v in sorted(per_round.items())]
@@ -253,7 +424,7 @@ def _game_section(game: dict[str, Any]) -> str:
 
 def sweep_report(path: Path) -> str:
     """The HTML report of one sweep directory."""
-    results = read_sweep(path)
+    results = read_sweep_results(path)
     return page(f"Sweep {results.name}", sweep_sections(results))
 
 

@@ -6,6 +6,7 @@ validated updates and example counts, never who is malicious.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -18,12 +19,17 @@ from flwr.serverapp import Grid
 from fedsec.checkpoint import (
     CHECKPOINT_FILE,
     Checkpoint,
-    load_checkpoint,
+    read_checkpoint,
+    resume_problems,
     save_checkpoint,
+    scenario_digest,
 )
 from fedsec.client import LocalTrainer, client_seed
-from fedsec.crypto.federation import EncryptedFederation
-from fedsec.defenses import UpdateBatch, build_pipeline
+from fedsec.crypto.context import ckks_parameters
+from fedsec.crypto.custody import KeyCustody
+from fedsec.crypto.federation import EncryptedFederation, grant_budgets, grant_purposes, operation_needs
+from fedsec.crypto.key_authority import EMBEDDER, EVALUATOR, OWNER, SERVER
+from fedsec.defenses import BelowMinimum, UpdateBatch, build_pipeline
 from fedsec.evaluation import Evaluator
 from fedsec.faults import dropped
 from fedsec.federated_data import FederatedData, federated_data
@@ -45,14 +51,15 @@ from fedsec.models import build_model
 from fedsec.params import load_vector, model_vector
 from fedsec.plots import plot_label_histogram, plot_rounds
 from fedsec.progress import RoundReporter
-from fedsec.results import MODEL_FILE, PARTITIONS_FILE, SUMMARY_FILE, RunDirectory
+from fedsec.results import MODEL_FILE, PARTITIONS_FILE, SUMMARY_FILE, RunDirectory, write_atomic
 from fedsec.scenario import Scenario
 from fedsec.training import resolve_device
 from fedsec.watermark.owner import OWNER_DIR, WatermarkOwner
 
 
 class FederationError(RuntimeError):
-    """The federation cannot run as configured (e.g. nodes do not match the scenario)."""
+    """The federation cannot run as configured (e.g. nodes do not match the scenario, or a run
+    directory that cannot be resumed)."""
 
 
 def sample_clients(seed: int, round_number: int, num_clients: int, per_round: int) -> list[int]:
@@ -63,7 +70,7 @@ def sample_clients(seed: int, round_number: int, num_clients: int, per_round: in
 
 def detection_metrics(clients: list[dict[str, Any]]) -> dict[str, Any]:
     """Confusion counts of a round: positives are clients that attacked this round, flagged
-    ones are those the validation or the defense did not accept (DESIGN §6). Clients whose
+    ones are those the validation or the defense did not accept (docs/metrics.md). Clients whose
     update never arrived (dropped, crashed, too late) are not counted."""
     counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     for c in clients:
@@ -107,14 +114,29 @@ class FederationServer:
         self.global_vector = model_vector(self.model)
         self.evaluator = Evaluator(dataset, scenario, self.device)
         self.scenario_json = scenario.model_dump_json()
+        self.scenario_sha256 = scenario_digest(self.scenario_json)
+        self.resumed_from = read_checkpoint(run_dir.file(CHECKPOINT_FILE))
         self.pipeline = build_pipeline([spec.model_dump() for spec in scenario.defenses])
         self.root_trainer: LocalTrainer | None = None
         self.owner = None if scenario.watermark is None else WatermarkOwner(
             scenario.watermark, scenario, dataset, self.device, run_dir.file(OWNER_DIR))
         # Encryption on: the aggregation state is ciphertexts; global_vector becomes the evaluator's copy.
-        self.encrypted = EncryptedFederation(
-            scenario, run_dir.path, self.global_vector, self.owner.ciphertext_breaks(self.model) if self.owner else ()
-        ) if scenario.encryption.enabled else None
+        # The key authority runs in its own process; each role gets its grant here and nowhere else.
+        self.custody: KeyCustody | None = None
+        self.encrypted: EncryptedFederation | None = None
+        if scenario.encryption.enabled:
+            self.custody = KeyCustody(
+                ckks_parameters(scenario.encryption, operation_needs(scenario)), run_dir.path,
+                self.global_vector.numel(), grant_purposes(scenario), grant_budgets(scenario),
+                expected_fingerprint=self.resumed_from.key_fingerprint if self.resumed_from else None,
+            )
+            grants = {role: self.custody.take(role) for role in grant_purposes(scenario)}
+            self.evaluator_key = grants[EVALUATOR]
+            self.owner_key, self.embedder_key = grants.get(OWNER), grants.get(EMBEDDER)
+            self.encrypted = EncryptedFederation(
+                scenario, self.global_vector, self.custody.public_context, self.custody.fingerprint, grants[SERVER],
+                self.owner.ciphertext_breaks(self.model) if self.owner else (),
+            )
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -229,6 +251,8 @@ class FederationServer:
         """One full round; returns its record (also appended to metrics.jsonl)."""
         s = self.scenario
         started = time.perf_counter()
+        if self.custody is not None:
+            self.custody.new_round()
         partitions = sample_clients(s.seed, round_number, s.data.num_clients, s.clients_per_round)
         replies, bytes_down = self.train_round(round_number, partitions, nodes)
         train_s = time.perf_counter() - started
@@ -252,28 +276,27 @@ class FederationServer:
         decided: UpdateBatch | None = None
         if len(valid) < s.sampling.min_clients:
             record["skipped"] = f"{len(valid)} valid replies, fewer than sampling.min_clients={s.sampling.min_clients}"
-        elif self.encrypted is not None:
-            t = time.perf_counter()
-            generator = torch.Generator().manual_seed(client_seed(s.seed, round_number, -2))
-            decided = self.encrypted.aggregate(valid, generator)
-            record["aggregate_s"] = time.perf_counter() - t
-            record["accepted"] = int(decided.accepted.sum())
-            record.update(self.encrypted.round_costs(valid, record["bytes_up"]))
         else:
             t = time.perf_counter()
-            batch = self.update_batch(round_number, valid, [self.sender_handles[r.partition] for r in valid])
             try:
-                decided = self.pipeline(batch)
-            except ValueError as exc:  # e.g. Bulyan left with fewer than 4f + 3 valid replies
+                if self.encrypted is not None:
+                    generator = torch.Generator().manual_seed(client_seed(s.seed, round_number, -2))
+                    decided = self.encrypted.aggregate(valid, generator)
+                else:
+                    batch = self.update_batch(round_number, valid, [self.sender_handles[r.partition] for r in valid])
+                    decided = self.pipeline(batch)
+                    self.global_vector = self.global_vector + s.server.lr * decided.aggregate
+            except BelowMinimum as exc:  # raised before either path changes the global model
                 record["skipped"] = f"defense: {exc}"
             else:
-                self.global_vector = self.global_vector + s.server.lr * decided.aggregate
                 record["aggregate_s"] = time.perf_counter() - t
                 record["accepted"] = int(decided.accepted.sum())
+            if self.encrypted is not None:
+                record.update(self.encrypted.round_costs(valid, record["bytes_up"]))
         if self.owner is not None:
             record.update(self.owner_step(self.owner, round_number))
         if self.encrypted is not None:
-            self.global_vector = self.encrypted.evaluator_vector()
+            self.global_vector = self.evaluator_view()
         if round_number % s.evaluation.every == 0 or round_number == s.rounds:
             t = time.perf_counter()
             load_vector(self.model, self.global_vector)
@@ -327,6 +350,11 @@ class FederationServer:
             records.append({"round": round_number, "client": partition, "failure": failure})
         return records
 
+    def evaluator_view(self) -> torch.Tensor:
+        """The encrypted global model decrypted through the evaluator's grant (logged; never used
+        by the aggregation)."""
+        return self.encrypted.decrypted_with(self.evaluator_key, "global model").to(self.device)
+
     def owner_step(self, owner: WatermarkOwner, round_number: int) -> dict[str, float]:
         """The owner embeds (when scheduled) and verifies after aggregation: on the encrypted
         target layer (FedCrypt under CKKS), on the model decrypted for the owner (other schemes
@@ -334,10 +362,11 @@ class FederationServer:
         if self.encrypted is not None and owner.embeds_on_ciphertexts:
             start, stop = owner.ciphertext_breaks(self.model)
             layer, record = owner.after_encrypted_aggregation(
-                round_number, self.encrypted.layer_ciphertext(start, stop), self.encrypted.authority)
+                round_number, self.encrypted.layer_ciphertext(start, stop), self.embedder_key)
             self.encrypted.replace_layer_ciphertext(start, layer)
             return record
-        load_vector(self.model, self.encrypted.owner_view() if self.encrypted else self.global_vector)
+        load_vector(self.model, self.encrypted.decrypted_with(self.owner_key, "global model")
+                    if self.encrypted else self.global_vector)
         record = owner.after_aggregation(round_number, self.model)
         self.global_vector = model_vector(self.model)
         if self.encrypted is not None:
@@ -349,10 +378,22 @@ class FederationServer:
     def run(self) -> dict[str, Any]:
         """All rounds (after the last checkpointed one, if the run directory has a checkpoint),
         then the summary, the final model and the plots. Returns the summary."""
+        try:
+            return self._run()
+        finally:
+            if self.custody is not None:
+                self.custody.close()
+
+    def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
+        checkpoint = self.resumed_from
+        if checkpoint is not None and (problems := resume_problems(
+            checkpoint, self.scenario_sha256, self.scenario.rounds, self.custody.fingerprint if self.custody else None,
+            [r["round"] for r in self.run_dir.rounds()],
+        )):
+            raise FederationError(f"{self.run_dir.path}: cannot resume: " + "; ".join(problems))
         self.write_partitions()
         nodes = self.discover_nodes()
-        checkpoint = load_checkpoint(self.run_dir.file(CHECKPOINT_FILE))
         if checkpoint is None:
             # Defenses that keep per-sender history (FoolsGold) get small opaque handles instead
             # of transport node ids: the node's rank among the connected nodes' random ids.
@@ -360,9 +401,10 @@ class FederationServer:
             handles = {partition: ranks[node] for partition, node in nodes.items()}
             first_round = 1
         else:
+            checkpoint.restore_generators()
             if self.encrypted is not None:  # the checkpoint holds ciphertexts, under the run's kept keys
                 self.encrypted.load_state_dict(checkpoint.components["encrypted"])
-                self.global_vector = self.encrypted.evaluator_vector()
+                self.global_vector = self.evaluator_view()
             else:
                 self.global_vector = checkpoint.global_vector.to(self.device)
             self.pipeline.load_state_dict(checkpoint.defenses)
@@ -370,7 +412,9 @@ class FederationServer:
                 self.owner.load_state_dict(checkpoint.components["owner"])
             handles = checkpoint.senders
             first_round = checkpoint.round + 1
-            self.run_dir.drop_records_after(checkpoint.round)
+        # Records of rounds after the checkpoint (a kill between a round's records and its
+        # checkpoint) are dropped: that round runs again and is recorded once.
+        self.run_dir.drop_records_after(first_round - 1)
         self.sender_handles = handles
         records = self.run_dir.rounds()
         with RoundReporter(self.scenario.rounds, self.scenario.name, enabled=self.show_progress) as reporter:
@@ -390,7 +434,8 @@ class FederationServer:
         if self.encrypted is not None:
             components["encrypted"] = self.encrypted.state_dict()
         global_vector = self.global_vector if self.encrypted is None else torch.empty(0)
-        return Checkpoint(round_number, global_vector, self.pipeline.state_dict(), handles, components)
+        return Checkpoint(round_number, global_vector, self.pipeline.state_dict(), handles, self.scenario_sha256,
+                          self.custody.fingerprint if self.custody else None, components)
 
     def attack_summary(self, evaluated: list[dict[str, Any]]) -> dict[str, Any]:
         """Final and peak ASR, and backdoor durability: rounds from the end of the attack window
@@ -406,7 +451,7 @@ class FederationServer:
         return summary
 
     def finish(self, records: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
-        """Write summary.json, model.pt and the accuracy plot."""
+        """Write model.pt, the accuracy plot and, last (it marks the run finished), summary.json."""
         evaluated = [r for r in records if "ma" in r]
         last = evaluated[-1] if evaluated else {}
         summary = {
@@ -426,13 +471,15 @@ class FederationServer:
             "eval_s": sum(r.get("eval_s", 0.0) for r in records),
             "wall_s": wall_s,
         }
-        self.run_dir.write_json(SUMMARY_FILE, summary)
         if self.scenario.output.save_model:
             load_vector(self.model, self.global_vector)
             state = {k: v.cpu() for k, v in self.model.state_dict().items()}
+            buffer = io.BytesIO()
             torch.save({"model": self.scenario.model.name, "dataset": self.scenario.data.dataset,
-                        "state_dict": state}, self.run_dir.file(MODEL_FILE))
+                        "state_dict": state}, buffer)
+            write_atomic(self.run_dir.file(MODEL_FILE), buffer.getvalue())
         if self.scenario.output.plots:
             plot_rounds(records, {"ma": "main accuracy (MA)", "asr": "attack success rate (ASR)"},
                         self.run_dir.file("accuracy.png"), self.scenario.name)
+        self.run_dir.write_json(SUMMARY_FILE, summary)
         return summary

@@ -38,6 +38,9 @@ def main(grid: Grid, context: Context) -> None:
         scenario = load_scenario(_resolve(str(context.run_config["scenario"]), app_dir), overrides)
     except ScenarioError as exc:
         raise SystemExit("\n".join(exc.lines)) from None
+    if scenario.encryption.mode == "ckks":
+        raise SystemExit("encryption.mode: ckks needs `fedsec run`, whose set-up distributes the secret key to "
+                         "the clients; SuperNodes started apart from the run cannot receive it")
     output = Path(scenario.output.dir)
     run_dir = RunDirectory.create(output if output.is_absolute() else app_dir / output, scenario.name)
     write_atomic(run_dir.file(SCENARIO_FILE), to_yaml(scenario))

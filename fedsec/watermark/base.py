@@ -1,4 +1,4 @@
-"""The contract every owner watermark follows (DESIGN §5) and its registry.
+"""The contract every owner watermark follows (docs/architecture.md) and its registry.
 
 A scheme draws its secrets once (:meth:`Watermark.create`), then the owner embeds them by
 fine-tuning with :meth:`Watermark.loss` added to the clean loss (see :mod:`.embedding`) and

@@ -4,13 +4,16 @@ registered in :mod:`fedsec.cli`)."""
 from __future__ import annotations
 
 import copy
+import pickle
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
-import yaml
 
-from fedsec.results import MODEL_FILE, read_jsonl, write_atomic
+from fedsec.results import MODEL_FILE, RunDirectory, write_atomic
+from fedsec.scenario import parse_value, validation_lines
 
 EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -32,35 +35,48 @@ def _bad_input(message: str) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
+T = TypeVar("T")
+
+
+def _read(load: Callable[[], T], source: Path, torch_file: Path) -> T:
+    """``load()``, or a one-line exit 2 naming ``source`` (``torch_file`` when that file is not a
+    weights-only PyTorch archive) when what it reads is missing, corrupt or of the wrong shape."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about the pickles it refuses to load
+            return load()
+    except (pickle.UnpicklingError, EOFError):
+        raise _bad_input(f"{torch_file}: empty, truncated, or not a weights-only PyTorch file "
+                         "(nothing in it was run)") from None
+    except (ValueError, OSError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise _bad_input(text if text.startswith(str(source)) else f"{source}: {text}") from None
+
+
 def _load(run: Path, model_file: Path | None):
     """The run's owner, scenario, dataset and the model to check; one-line exit 2 on bad input."""
     from fedsec.training import resolve_device
-    from fedsec.watermark.owner import load_model, load_owner
+    from fedsec.watermark.owner import OWNER_DIR, SECRETS_FILE, load_model, load_owner
 
     if not run.is_dir():
         raise _bad_input(f"{run}: not a run directory")
-    try:
-        device = resolve_device("auto")
-        owner, scenario, dataset = load_owner(run, device)
-        model = load_model(model_file or run / MODEL_FILE, scenario, dataset, device)
-    except (ValueError, OSError, RuntimeError) as exc:
-        raise _bad_input(str(exc).splitlines()[0]) from None
+    device = resolve_device("auto")
+    owner, scenario, dataset = _read(lambda: load_owner(run, device), run, run / OWNER_DIR / SECRETS_FILE)
+    path = model_file or run / MODEL_FILE
+    model = _read(lambda: load_model(path, scenario, dataset, device), path, path)
     return owner, scenario, dataset, model
 
 
 def verify(run: RunOption, model: ModelOption = None) -> None:
     """Check a model for the run owner's watermark; exit 0 verified, 1 not, 2 bad input."""
     owner, _, _, net = _load(run, model)
-    v = owner.verify(net)
+    path = model or run / MODEL_FILE
+    v = _read(lambda: owner.verify(net), path, path)  # a model of another shape than the watermark's
     typer.echo(
         f"{owner.scheme.params.name}: {v.statistic_name}={v.statistic:.4f} ({v.matches}/{v.total} secret answers), "
         f"p-value={v.p_value:.3g}, {v.bits:.1f} bits, false-alarm bound {owner.config.false_alarm:g}: "
         f"{'VERIFIED' if v.verified else 'NOT VERIFIED'}")
     raise typer.Exit(EXIT_VERIFIED if v.verified else EXIT_NOT_VERIFIED)
-
-
-def _strength(text: str) -> Any:
-    return yaml.safe_load(text.strip())
 
 
 def attack_watermark(
@@ -81,20 +97,29 @@ def attack_watermark(
 
     if all_ == (attack is not None):
         raise _bad_input("give --attack (with --strength) or --all")
-    owner, scenario, dataset, net = _load(run, model)
     extra = {}
     for item in set_ or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise _bad_input(f"--set {item}: expected key=value")
-        extra[key.strip()] = yaml.safe_load(value)
+        extra[key.strip()] = parse_value(value)
     if all_:
         grid = DEFAULT_GRID
     else:
         if attack not in REMOVALS:
             raise _bad_input(f"--attack {attack}: not one of {', '.join(REMOVALS.names())}")
         default = REMOVALS.get(attack).Params.model_fields[REMOVALS.get(attack).strength].default
-        grid = {attack: [_strength(s) for s in strength.split(",")] if strength else [default]}
+        grid = {attack: [parse_value(s.strip()) for s in strength.split(",")] if strength else [default]}
+    removals = []  # (name, strength label, removal), all checked before anything runs
+    for name, values in grid.items():
+        cls = REMOVALS.get(name)
+        for value in values:
+            try:
+                removal = build_removal({**(extra if not all_ else {}), "name": name, cls.strength: value})
+            except ValidationError as exc:
+                raise _bad_input(f"--attack {name}: {validation_lines(exc)[0]}") from None
+            removals.append((name, f"{cls.strength}={value}", removal))
+    owner, scenario, dataset, net = _load(run, model)
     device = next(net.parameters()).device
     context = RemovalContext(dataset, lambda: template_model(scenario, dataset), owner.scheme,
                              owner.config.embedding, seed)
@@ -110,16 +135,14 @@ def attack_watermark(
     lines = ["| attack | strength | MA | statistic | p-value | verified |", "|---|---|---|---|---|---|",
              row("none", "–", net)]
     typer.echo("\n".join(lines))
-    for name, values in grid.items():
-        cls = REMOVALS.get(name)
-        for value in values:
-            try:
-                removal = build_removal({**(extra if not all_ else {}), "name": name, cls.strength: value})
-            except ValidationError as exc:
-                raise _bad_input(f"{name}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
-            line = row(name, f"{cls.strength}={value}", removal(copy.deepcopy(net), context))
-            typer.echo(line)
-            lines.append(line)
+    for name, label, removal in removals:
+        try:
+            attacked = removal(copy.deepcopy(net), context)
+        except ValidationError as exc:  # a parameter the removal hands on to a bounded training setting
+            raise _bad_input(f"--attack {name}: {validation_lines(exc)[0]}") from None
+        line = row(name, label, attacked)
+        typer.echo(line)
+        lines.append(line)
     target = run / ("robustness.md" if all_ else f"robustness-{attack}.md")
     write_atomic(target, "\n".join(lines) + "\n")
     typer.echo(f"saved {target}")
@@ -130,13 +153,17 @@ def watermark_plot(
     out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("watermark.png"),
 ) -> None:
     """Plot the watermark statistic and its evidence (bits) per round for several runs."""
+    from fedsec.experiments.report import read_rounds
     from fedsec.scenario import ScenarioError, load_scenario
     from fedsec.watermark.plots import plot_watermark
 
     records = {}
     bound = None
     for path in runs:
-        rows = read_jsonl(path / "metrics.jsonl")
+        try:
+            rows = read_rounds(RunDirectory(path))
+        except ValueError as exc:  # a corrupt metrics.jsonl, named in the message
+            raise _bad_input(str(exc)) from None
         if not any("wm_bits" in r for r in rows):
             raise _bad_input(f"{path}: no watermark records in metrics.jsonl")
         records[path.name] = rows

@@ -81,5 +81,6 @@ class WatermarkConfig(WatermarkSection):
     false_alarm: float = Field(
         1e-6, gt=0, lt=1, description="Verified when the p-value (false-alarm probability) is at most this.")
     key: Literal["random", "seeded"] = Field(
-        "random", description="random: a fresh 256-bit key from os.urandom; seeded: derived from the "
-        "scenario seed (reproducible, but guessable by anyone who reads the scenario).")
+        "random", description="random: a fresh 256-bit key from os.urandom, kept owner-only in the run's "
+        "owner/key; seeded: derived from the scenario seed, INSECURE (every client receives the scenario and "
+        "can derive it): for tests and reproductions only.")

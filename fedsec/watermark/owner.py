@@ -27,7 +27,7 @@ import tenseal as ts
 import torch
 from torch import nn
 
-from fedsec.crypto.key_authority import EMBEDDER, KeyAuthority
+from fedsec.crypto.key_authority import Decryptor
 from fedsec.crypto.whitebox import EncryptedEmbedder, embed_layer
 from fedsec.data.datasets import ImageDataset, load_dataset
 from fedsec.models import build_model
@@ -148,16 +148,17 @@ class WatermarkOwner:
         return where.start, where.stop
 
     def after_encrypted_aggregation(self, round_number: int, layer: ts.CKKSVector,
-                                    authority: KeyAuthority) -> tuple[ts.CKKSVector, dict[str, float]]:
+                                    key: Decryptor) -> tuple[ts.CKKSVector, dict[str, float]]:
         """:meth:`after_aggregation` on the encrypted target layer, with the public context only:
-        homomorphic embedding steps and a verification that decrypts the detector outputs alone.
+        homomorphic embedding steps and a verification that decrypts the detector outputs alone
+        (``key``: the key authority's embedder grant).
         Returns the new layer ciphertext and the round-record fields."""
         started = time.perf_counter()
         if not isinstance(self.scheme, FedCrypt):
             raise TypeError(f"{self.config.scheme.name} does not embed on ciphertexts")
         detector = self.scheme.detector(self.secrets)
         params = self.scheme.params
-        embedder = EncryptedEmbedder(detector, params.lr, params.reach, authority, requester=EMBEDDER)
+        embedder = EncryptedEmbedder(detector, params.lr, params.reach, key)
         embedded = self.config.schedule.active(round_number)
         steps = 0
         if embedded:

@@ -1,4 +1,4 @@
-"""Verification statistics (DESIGN §6): binomial false-alarm probabilities and the verdict."""
+"""Verification statistics (docs/metrics.md): binomial false-alarm probabilities and the verdict."""
 
 from __future__ import annotations
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from fedsec.crypto.aggregation import encrypted_weighted_sum
-from fedsec.crypto.defenses import EncryptedScalars, run_encrypted_pipeline
+from fedsec.crypto.defenses import HE_STAGES, EncryptedScalars, run_encrypted_pipeline
 from fedsec.crypto.key_authority import KeyAuthority
 from fedsec.crypto.packing import decrypt_vector, encrypt_vector
-from fedsec.defenses import UpdateBatch, build_pipeline
+from fedsec.defenses import DEFENSES, BelowMinimum, UpdateBatch, build_pipeline
 from tests.crypto.conftest import MODEL_SIZE
 
 
@@ -62,3 +62,31 @@ def test_encrypted_stages_match_plaintext(authority: KeyAuthority, specs: list[d
 def test_krum_rejects_the_outliers(authority: KeyAuthority) -> None:
     _, accepted, _ = _run_both(authority, [{"name": "multi-krum", "f": 2}])
     assert not accepted[:2].any() and accepted[2:].all()
+
+
+@pytest.mark.parametrize("name", sorted(HE_STAGES))
+def test_encrypted_stage_runs_at_its_minimum_and_skips_below(authority: KeyAuthority, name: str) -> None:
+    params = {"f": 1} if "f" in DEFENSES.get(name).Params.model_fields else {}
+    stage = DEFENSES.get(name)(**params)
+    m = stage.minimum_rows()
+    public, slots = authority.public_context(), authority.params.slots
+    global_chunks = encrypt_vector(public, torch.ones(MODEL_SIZE), slots)
+    decryptions: list[str] = []
+
+    def decrypt(cts, what):
+        decryptions.append(what)
+        return authority.decrypt(cts, what, why="test defense", requester="server")
+
+    def decide(n: int):
+        updates, weights = _updates(n, outliers=0)
+        scalars = EncryptedScalars([encrypt_vector(public, row, slots) for row in updates], decrypt, global_chunks)
+        return run_encrypted_pipeline([stage], scalars, weights, MODEL_SIZE, generator=torch.Generator().manual_seed(1))
+
+    decided = decide(m)
+    assert decided.final_coefficients().isfinite().all() and decided.accepted.any()
+    if m == 1:
+        return
+    decryptions.clear()
+    with pytest.raises(BelowMinimum, match=rf"{name}\(.*\) needs at least {m} accepted updates, got {m - 1}"):
+        decide(m - 1)
+    assert not decryptions  # nothing was decrypted for a round that is skipped

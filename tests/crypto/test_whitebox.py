@@ -38,7 +38,7 @@ def test_encrypted_embedding_matches_the_mirror(deep_authority: KeyAuthority) ->
     mirror = MirrorEmbedder(detector, LR, REACH)
     assert not detector.correct(mirror.outputs(layer)).all()
     plain_layer, plain_steps, plain_outputs = embed_layer(mirror, detector, layer, 20, 1, MARGIN)
-    encrypted = EncryptedEmbedder(detector, LR, REACH, deep_authority, requester=EMBEDDER)
+    encrypted = EncryptedEmbedder(detector, LR, REACH, deep_authority.grant(EMBEDDER, "test"))
     start = ts.ckks_vector(deep_authority.public_context(), layer.tolist())
     log_path = deep_authority.log_path
     lines_before = len(log_path.read_text().splitlines()) if log_path.exists() else 0

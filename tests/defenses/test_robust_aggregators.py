@@ -84,10 +84,10 @@ def test_geometric_median_of_collinear_points_is_the_middle() -> None:
 
 
 def test_multi_krum_weights_the_kept_rows_by_examples() -> None:
-    rows = torch.tensor([[0.0], [1.0], [1.1], [50.0]])
+    rows = torch.tensor([[0.0], [1.0], [1.1], [50.0], [-50.0]])
     out = DefensePipeline([DEFENSES.get("multi-krum")(f=1, m=2)])(
-        UpdateBatch.of(rows, torch.tensor([1.0, 3.0, 1.0, 1.0]))
+        UpdateBatch.of(rows, torch.tensor([1.0, 3.0, 1.0, 1.0, 1.0]))
     )
-    assert out.accepted.tolist() == [False, True, True, False]
+    assert out.accepted.tolist() == [False, True, True, False, False]
     assert out.aggregate is not None
     assert torch.allclose(out.aggregate, torch.tensor([(3.0 + 1.1) / 4]))

@@ -37,7 +37,7 @@ def test_grid_option_reads_yaml_values_grouped_by_brackets() -> None:
     assert axis.values == ([{"name": "krum", "f": 1}], [{"name": "norm-clipping"}, {"name": "flame"}], [])
     assert axis.labels == ("krum(f=1)", "norm-clipping+flame", "none")
     numbers = parse_grid_option("data.partitioner.alpha=0.1, 1, 1e-3")
-    assert numbers.values == (0.1, 1, "1e-3") and numbers.labels == ("0.1", "1", "1e-3")
+    assert numbers.values == (0.1, 1, 0.001) and numbers.labels == ("0.1", "1", "0.001")  # 1e-3 is a number, as in scenarios
     assert parse_grid_option("attack=null,{fraction: 0.1}").labels == ("null", "fraction=0.1")
 
 

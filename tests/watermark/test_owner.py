@@ -65,3 +65,18 @@ def test_round_records_hold_statistics_only(scenario_with, digits, clean_models,
     labels = "".join(str(int(v)) for v in owner.secrets["y"])
     assert labels not in text and len(text) < 600
     assert json.loads(text.splitlines()[0])["wm_steps"] <= 20
+
+
+def test_shipped_scenarios_use_random_owner_keys() -> None:
+    """A seeded key is derivable from scenario.yaml, which every client receives: shipped scenarios
+    use random keys, except where a line says why it must be reproducible (and that it is insecure)."""
+    from fedsec.scenario import load_scenario
+
+    for path in sorted((Path(__file__).parents[2] / "scenarios").rglob("*.yaml")):
+        if path.name.endswith(".sweep.yaml"):  # grids over a scenario, not scenarios
+            continue
+        scenario = load_scenario(path)
+        if scenario.watermark is None or scenario.watermark.key == "random":
+            continue
+        line = next(line for line in path.read_text().splitlines() if line.strip().startswith("key:"))
+        assert "insecure" in line, f"{path}: {line.strip()}"

@@ -95,7 +95,7 @@ class DataAttack(ABC):
         return torch.full_like(y, self.params.target_label)
 
     def asr_mask(self, y: Tensor) -> Tensor:
-        """Test rows that count in the attack success rate (DESIGN §6), bool ``(B,)``.
+        """Test rows that count in the attack success rate (docs/metrics.md), bool ``(B,)``.
 
         All-to-one: samples whose true label is not the target; all-to-all: every sample.
         """

@@ -23,9 +23,8 @@ def _krum(batch: ScalarBatch, params: Any, name: str, keep_count: int | None) ->
     index = batch.accepted.nonzero().squeeze(1)
     if index.numel() == 0:
         return replace(batch, coefficients=torch.zeros_like(batch.weights))
-    k = index.numel()
     scores = krum_scores(distances_from_gram(batch.gram(index)), params.f)
-    m = 1 if keep_count is None else min(k, keep_count)
+    m = 1 if keep_count is None else keep_count
     best = index[scores.topk(m, largest=False).indices]
     accepted = torch.zeros_like(batch.accepted).index_fill_(0, best, True)
     batch = replace(batch, accepted=accepted).with_score(name, index, scores)
@@ -44,6 +43,4 @@ def krum(batch: ScalarBatch, params: Any, name: str) -> ScalarBatch:
 @he_stage("multi-krum")
 def multi_krum(batch: ScalarBatch, params: Any, name: str) -> ScalarBatch:
     """Keep the m rows with the lowest Krum scores; example-weighted mean, as fedsec.defenses.multi_krum."""
-    k = int(batch.accepted.sum())
-    m = params.m if params.m is not None else max(1, k - params.f)
-    return _krum(batch, params, name, m)
+    return _krum(batch, params, name, params.kept(int(batch.accepted.sum())))

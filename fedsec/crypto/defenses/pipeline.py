@@ -19,7 +19,9 @@ def run_encrypted_pipeline(
 
     Returns the final batch: ``final_coefficients()`` gives the aggregate's coefficient of
     every encrypted update, ``noise`` the plaintext noise to add. KeyError for a stage with
-    no encrypted version (the scenario check rejects those first).
+    no encrypted version (the scenario check rejects those first); BelowMinimum, before any
+    further scalar is decrypted, when a stage is left fewer accepted rows than it needs
+    (the plaintext stage's :meth:`~fedsec.defenses.Defense.check_minimum`).
     """
     n = weights.numel()
     batch = ScalarBatch(
@@ -27,5 +29,6 @@ def run_encrypted_pipeline(
         scale=torch.ones(n, dtype=torch.float64), d=d, generator=generator,
     )
     for stage in stages:
+        stage.check_minimum(int(batch.accepted.sum()))
         batch = HE_STAGES[stage.name](batch, stage.params, stage.name)
     return batch

@@ -1,0 +1,67 @@
+"""A Flower Grid that runs the ClientApp in this process: the server's round loop without Ray.
+
+For tests that need many short runs of the real server (e.g. killed and resumed at many points);
+results of the product always come from the Ray simulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
+
+from fedsec.fl.protocol import PARTITION_KEY
+
+SERVER_NODE = 1
+FIRST_CLIENT_NODE = 1000
+CLIENT_ERROR = 1
+
+
+class LocalGrid(Grid):
+    """One node per partition (node id 1000 + partition), answered in order by ``client_app``."""
+
+    def __init__(self, client_app: ClientApp, num_nodes: int) -> None:
+        TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, SERVER_NODE
+        self.client_app = client_app
+        self.contexts = {
+            FIRST_CLIENT_NODE + p: Context(run_id=1, node_id=FIRST_CLIENT_NODE + p, state=RecordDict(), run_config={},
+                                           node_config={PARTITION_KEY: p, "num-partitions": num_nodes})
+            for p in range(num_nodes)
+        }
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.contexts)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        replies = []
+        for message in messages:
+            node = message.metadata.dst_node_id
+            try:
+                reply = self.client_app(message, self.contexts[node])
+            except Exception as exc:  # a crashing client becomes an error reply, as in Flower
+                reply = Message(Error(code=CLIENT_ERROR, reason=f"{type(exc).__name__}: {exc}"), reply_to=message)
+            replies.append(reply)
+        TaskIdentity.node_id = SERVER_NODE
+        return replies
+
+    def create_message(self, *args: object, **kwargs: object) -> Message:
+        raise NotImplementedError
+
+    def get_nodes(self) -> Iterable[object]:
+        raise NotImplementedError
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        raise NotImplementedError
+
+    def set_run(self, run: object) -> None:
+        raise NotImplementedError
+
+    @property
+    def run(self) -> object:
+        raise NotImplementedError
