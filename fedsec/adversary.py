@@ -13,12 +13,10 @@ import torch
 from fedsec.attacks import ModelAttackContext, build_data_attack, build_model_attack
 from fedsec.attacks.data.base import DataAttack
 from fedsec.attacks.model.base import ModelAttack
-from fedsec.attacks.model.constrain_scale import ConstrainScale, anomaly_evasion_loss
-from fedsec.attacks.model.neurotoxin import Neurotoxin
 from fedsec.client import LocalTrainer, LocalUpdate, client_seed
 from fedsec.params import float_state, unflatten
-from fedsec.scenario import AttackConfig, ClientConfig, Scenario
-from fedsec.training import TrainingHooks
+from fedsec.scenario import AttackConfig, Scenario
+from fedsec.training import ClientConfig, TrainingHooks
 
 
 def attack_active(scenario: Scenario, partition: int, round_number: int) -> bool:
@@ -76,18 +74,18 @@ class Attacker:
         self, data_attack: DataAttack | None, model_attack: ModelAttack | None,
         benign: torch.Tensor | None, trainer: LocalTrainer, global_vector: torch.Tensor,
     ) -> TrainingHooks:
-        """Data poisoning, anomaly-evasion penalty and Neurotoxin gradient mask, as configured."""
+        """Data poisoning, and the model attack's loss penalty and gradient mask, as configured."""
         transform = penalty = masks = None
         if data_attack is not None:
             generator = torch.Generator().manual_seed(client_seed(self.scenario.seed, self.round_number, self.partition) + 1)
             transform = lambda x, y: data_attack.poison(x, y, generator)[:2]  # noqa: E731
-        if isinstance(model_attack, ConstrainScale) and model_attack.params.anomaly_weight > 0:
-            weight, reference = model_attack.params.anomaly_weight, _parameter_vector(trainer, global_vector)
-            penalty = lambda m: anomaly_evasion_loss(  # noqa: E731
-                torch.cat([p.reshape(-1) for p in m.parameters()]), reference, weight)
-        if isinstance(model_attack, Neurotoxin) and benign is not None:
-            mask = model_attack.gradient_mask(benign.mean(0)).float()
-            masks = dict(unflatten(mask, float_state(trainer.model)))
+        if model_attack is not None:
+            term = model_attack.training_penalty(_parameter_vector(trainer, global_vector))
+            if term is not None:
+                penalty = lambda m: term(torch.cat([p.reshape(-1) for p in m.parameters()]))  # noqa: E731
+            mask = None if benign is None else model_attack.gradient_mask(benign.mean(0))
+            if mask is not None:
+                masks = dict(unflatten(mask.float(), float_state(trainer.model)))
         return TrainingHooks(transform, penalty, masks)
 
     def train(self, trainer: LocalTrainer, global_vector: torch.Tensor) -> LocalUpdate:

@@ -1,7 +1,8 @@
 """The server's state after a round, saved atomically so that ``fedsec run --resume`` continues.
 
-Every random draw of a round is seeded by (scenario seed, round, client), so the global
-model, the defenses' state and the sender handles are all a resumed run needs; the global
+Every random draw of a round is seeded by (scenario seed, round, client), so the aggregation's
+state (global model, defenses), the sender handles and the owner's history are all a resumed
+run needs; the global
 torch and numpy generator states are saved too, for code that draws from them.
 
 A checkpoint holds tensors and plain data only (numbers, strings, bytes, lists, dicts) and is
@@ -53,11 +54,9 @@ class Checkpoint:
     ----------
     round : int
         Rounds finished; the resumed run starts at ``round + 1``.
-    global_vector : torch.Tensor
-        (d,) flattened global model after that round; empty under encryption, where the
-        ``encrypted`` component holds the model as ciphertexts.
-    defenses : dict
-        The defense pipeline's ``state_dict()``.
+    aggregation : dict
+        The aggregation's ``state_dict()``: the global model (a tensor, or ciphertexts only under
+        encryption) and the defense pipeline's state.
     senders : dict[int, int]
         Partition -> opaque sender handle the defenses saw (kept across a resume).
     scenario_sha256 : str
@@ -71,8 +70,7 @@ class Checkpoint:
     """
 
     round: int
-    global_vector: torch.Tensor
-    defenses: dict[str, Any]
+    aggregation: dict[str, Any]
     senders: dict[int, int]
     scenario_sha256: str
     key_fingerprint: str | None = None
@@ -90,9 +88,7 @@ class Checkpoint:
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     """Replace the checkpoint at ``path`` (atomic: a crash leaves the previous one)."""
     buffer = io.BytesIO()
-    state = asdict(checkpoint)
-    state["global_vector"] = checkpoint.global_vector.detach().cpu()
-    torch.save(state, buffer)
+    torch.save(asdict(checkpoint), buffer)
     write_atomic(path, buffer.getvalue())
 
 
@@ -118,7 +114,7 @@ def read_checkpoint(path: Path) -> Checkpoint | None:
     if not isinstance(state, dict) or set(state) != names:
         raise CheckpointError(f"{path}: not a checkpoint of this version of fedsec (fields differ)")
     checkpoint = Checkpoint(**state)
-    if not isinstance(checkpoint.round, int) or checkpoint.round < 1 or not isinstance(checkpoint.global_vector, torch.Tensor):
+    if not isinstance(checkpoint.round, int) or checkpoint.round < 1 or not isinstance(checkpoint.aggregation, dict):
         raise CheckpointError(f"{path}: not a checkpoint (round {checkpoint.round!r})")
     return checkpoint
 

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fedsec.commands import watermark
 from fedsec.experiments import commands as experiments
 from fedsec.results import RunDirectory
 from fedsec.scenario import Scenario, ScenarioError, load_scenario, to_yaml
-from fedsec.watermark import commands as watermark
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fedsec: a federated-learning security testbed on Flower.")

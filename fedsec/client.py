@@ -10,8 +10,8 @@ from torch import nn
 from fedsec.federated_data import FederatedData
 from fedsec.models import build_model
 from fedsec.params import load_vector, model_vector
-from fedsec.scenario import ClientConfig, Scenario
-from fedsec.training import TrainingHooks, TrainResult, train_local
+from fedsec.scenario import Scenario
+from fedsec.training import ClientConfig, TrainingHooks, TrainResult, train_local
 
 
 def client_seed(seed: int, round_number: int, partition: int) -> int:

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from fedsec.attacks import build_data_attack
-from fedsec.attacks.data.dba import DBA
 from fedsec.data.datasets import ImageDataset
 from fedsec.scenario import Scenario
 from fedsec.training import evaluate, predict
@@ -35,13 +34,11 @@ class Evaluator:
         return (predicted == self.asr_target).float().mean().item()
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
-        """``ma`` (top-1 accuracy, 0..1), ``loss`` (mean cross-entropy), and ``asr`` (0..1) plus,
-        for DBA, ``asr_part<i>`` for each local trigger alone."""
+        """``ma`` (top-1 accuracy, 0..1), ``loss`` (mean cross-entropy), and ``asr`` (0..1) plus
+        the attack's other test triggers (DBA: ``asr_part<i>`` for each local trigger alone)."""
         result = evaluate(model, self.x, self.y, self.batch_size, self.device)
         metrics = {"ma": result.accuracy, "loss": result.loss}
         if self.attack is not None:
-            metrics["asr"] = self.attack_success(model, self.attack.apply_test_trigger(self.asr_x))
-            if isinstance(self.attack, DBA):
-                for part in range(self.attack.params.num_parts):
-                    metrics[f"asr_part{part}"] = self.attack_success(model, self.attack.apply_part(self.asr_x, part))
+            for metric, trigger in self.attack.test_triggers().items():
+                metrics[metric] = self.attack_success(model, trigger(self.asr_x))
         return metrics

@@ -8,12 +8,40 @@ same in every run with the same seed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Self
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-if TYPE_CHECKING:
-    from fedsec.scenario import FaultsConfig
+MAX_DELAY_S = 86_400.0
+"""Longest delay of a slow client, in seconds (one day)."""
+
+
+class FaultsConfig(BaseModel):
+    """Faults injected into the federation (all off by default; the scenario's ``faults`` section).
+
+    Unknown keys are errors, values are checked on assignment and frozen, numbers are finite.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False)
+
+    dropout: float = Field(
+        0.0, ge=0, le=1, description="Probability that a sampled client never receives the round's message."
+    )
+    crash: float = Field(
+        0.0, ge=0, le=1, description="Probability that a client raises an exception instead of replying."
+    )
+    slow: float = Field(0.0, ge=0, le=1, description="Probability that a client is slow in a round.")
+    slow_delay_s: float = Field(
+        0.0, ge=0, le=MAX_DELAY_S,
+        description=f"Seconds a slow client sleeps before replying (at most {MAX_DELAY_S:,.0f}).",
+    )
+
+    @model_validator(mode="after")
+    def _delay_given(self) -> Self:
+        if self.slow > 0 and self.slow_delay_s == 0:
+            raise ValueError("slow > 0 needs slow_delay_s, the delay of slow clients in seconds")
+        return self
 
 _DROPOUT, _CRASH, _SLOW = 1, 2, 3
 

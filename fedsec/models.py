@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -11,6 +12,27 @@ from fedsec.registry import Registry
 
 ModelFactory = Callable[[tuple[int, int, int], int], nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")
+
+
+@dataclass(frozen=True)
+class InputRequirement:
+    """The images a model is built for, in words, and the datasets that provide them."""
+
+    images: str
+    datasets: tuple[str, ...]
+
+
+REQUIREMENTS: dict[str, InputRequirement] = {"resnet18": InputRequirement("32x32 colour images", ("cifar10",))}
+"""Models that train on some datasets only, by registered name; the others take any image shape."""
+
+
+def dataset_problems(model: str, dataset: str) -> list[str]:
+    """Why the model registered as ``model`` cannot train on the dataset ``dataset`` (one line
+    each); empty when it can."""
+    need = REQUIREMENTS.get(model)
+    if need is None or dataset in need.datasets:
+        return []
+    return [f"{model} expects {need.images} (data.dataset: {', '.join(need.datasets)})"]
 
 
 class Normalize(nn.Module):

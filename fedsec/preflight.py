@@ -10,17 +10,11 @@ import socket
 
 import torch
 
+from fedsec.attacks import build_data_attack
 from fedsec.crypto.context import ckks_parameters
-from fedsec.crypto.federation import operation_needs
 from fedsec.data.datasets import DatasetUnavailable, ImageDataset, load_dataset
-from fedsec.scenario import (
-    DirichletPartitioner,
-    PathologicalPartitioner,
-    ResourcesConfig,
-    Scenario,
-    ShardPartitioner,
-)
-from fedsec.watermark.fedcrypt import FedCrypt
+from fedsec.fl.encrypted_aggregation import operation_needs
+from fedsec.scenario import ResourcesConfig, Scenario
 from fedsec.watermark.owner import build_scheme, template_model
 
 
@@ -38,7 +32,7 @@ def preflight_problems(scenario: Scenario) -> list[str]:
         return [f"data.dataset: {' '.join(str(exc).split())}"]
     if problems := data_problems(scenario, dataset):
         return problems
-    return watermark_problems(scenario, dataset)
+    return [*attack_problems(scenario, dataset), *watermark_problems(scenario, dataset)]
 
 
 def machine_problems(resources: ResourcesConfig) -> list[str]:
@@ -88,18 +82,12 @@ def data_problems(scenario: Scenario, dataset: ImageDataset) -> list[str]:
     data, part = scenario.data, scenario.data.partitioner
     train, test, name = len(dataset.train_y), len(dataset.test_y), dataset.name
     problems = []
-    per_client, why = 1, ""
-    if isinstance(part, DirichletPartitioner):
-        per_client, why = max(1, part.min_partition_size), "data.partitioner.min_partition_size"
-    elif isinstance(part, ShardPartitioner):
-        per_client, why = part.shards_per_client * (part.shard_size or 1), "shards_per_client × shard_size"
+    per_client = part.min_examples_per_client()
     if data.num_clients * per_client > train:
-        each = f" of at least {per_client} examples each ({why})" if per_client > 1 else ""
+        each = f" of at least {per_client} examples each ({part.min_examples_set_by})" if per_client > 1 else ""
         problems.append(f"data.num_clients: {data.num_clients} clients{each} need {data.num_clients * per_client} "
                         f"training examples, {name} has {train}")
-    if isinstance(part, PathologicalPartitioner) and part.classes_per_client > dataset.num_classes:
-        problems.append(f"data.partitioner.classes_per_client: {part.classes_per_client} is more than the "
-                        f"{dataset.num_classes} classes of {name}")
+    problems += [f"data.partitioner.{problem}" for problem in part.check(dataset.num_classes, name)]
     if data.test_samples is not None and data.test_samples > test:
         problems.append(f"data.test_samples: {data.test_samples} is more than the {test} test examples of {name}")
     if scenario.root_data is not None and scenario.root_data.samples > train:
@@ -111,20 +99,21 @@ def data_problems(scenario: Scenario, dataset: ImageDataset) -> list[str]:
     return problems
 
 
+def attack_problems(scenario: Scenario, dataset: ImageDataset) -> list[str]:
+    """What the data attack cannot do on the dataset's images."""
+    if scenario.attack is None or scenario.attack.data is None:
+        return []
+    attack = build_data_attack(scenario.attack.data)
+    return [f"attack.data.{problem}" for problem in attack.check(dataset.image_shape, dataset.num_classes)]
+
+
 def watermark_problems(scenario: Scenario, dataset: ImageDataset) -> list[str]:
-    """A watermark layer the model does not have, or one too large for a ciphertext."""
+    """What the watermark scheme cannot do on the scenario's model (a layer it does not have, one
+    too large for a ciphertext)."""
     if scenario.watermark is None:
         return []
-    model = template_model(scenario, dataset)
     scheme = build_scheme(scenario.watermark, dataset.num_classes)
-    try:
-        scheme.check(model)
-    except ValueError as exc:
-        return [f"watermark.scheme.layer: {exc}"]
-    if isinstance(scheme, FedCrypt) and scenario.encryption.enabled:
-        size = dict(model.named_parameters())[scheme.layer_name(model)].numel()
+    slots = None
+    if scenario.encryption.enabled and scheme.embeds_on_ciphertexts:
         slots = ckks_parameters(scenario.encryption, operation_needs(scenario)).slots
-        if size > slots:
-            return [f"watermark.scheme.layer: {scheme.layer_name(model)} has {size} values, more than one "
-                    f"ciphertext holds ({slots}); choose a smaller layer or a larger encryption.poly_modulus_degree"]
-    return []
+    return [f"watermark.scheme.{problem}" for problem in scheme.check(template_model(scenario, dataset), slots)]

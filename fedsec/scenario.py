@@ -34,10 +34,14 @@ from fedsec.attacks import (
     malicious_clients,
     params_union,
 )
-from fedsec.crypto.config import EncryptionConfig, encrypted_defense_problem
-from fedsec.defenses import DEFENSES, build_pipeline
+from fedsec.crypto.config import EncryptionConfig
+from fedsec.data.datasets import DATASETS, MAX_EXAMPLES
+from fedsec.data.partitioners import PARTITIONERS, DirichletPartitioner
+from fedsec.defenses import DEFENSES, build_pipeline, encrypted_defense_problem
+from fedsec.faults import FaultsConfig
+from fedsec.models import MODELS, dataset_problems
+from fedsec.training import MAX_BATCH, MAX_EPOCHS, ClientConfig
 from fedsec.watermark import WATERMARKS, WatermarkConfig
-
 
 MAX_FILE_BYTES = 1 << 20
 """Largest scenario or sweep file read, in bytes (1 MiB; real ones are a few KiB)."""
@@ -54,13 +58,8 @@ MAX_SEED = 50_000_000
 """Largest scenario seed: the per-client seeds derived from it must fit in 64 bits."""
 MAX_ROUNDS = 100_000
 MAX_CLIENTS = 1_000_000
-MAX_EXAMPLES = 10_000_000
-"""Upper bound of every count of examples (sizes, samples); the dataset bounds them further at preflight."""
-MAX_EPOCHS = 1_000
-MAX_BATCH = 65_536
-MAX_CLASSES = 1_000
 MAX_SECONDS = 86_400.0
-"""Longest timeout or delay, in seconds (one day)."""
+"""Longest timeout, in seconds (one day)."""
 
 
 class ScenarioError(Exception):
@@ -78,73 +77,13 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False)
 
 
-class IidPartitioner(Section):
-    """Every client draws the same label distribution."""
-
-    name: Literal["iid"] = "iid"
-
-
-class DirichletPartitioner(Section):
-    """Per-class client shares drawn from Dirichlet(alpha); smaller alpha is more skewed."""
-
-    name: Literal["dirichlet"] = "dirichlet"
-    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (> 0).")
-    min_partition_size: int = Field(
-        10, ge=0, le=MAX_EXAMPLES,
-        description="Redraw until every client has at least this many examples "
-        "(num_clients × this must not exceed the training set).",
-    )
-    self_balancing: bool = Field(
-        False, description="Stop giving a class to clients that already hold more than the average."
-    )
-
-
-class PathologicalPartitioner(Section):
-    """Each client holds examples of only ``classes_per_client`` classes."""
-
-    name: Literal["pathological"] = "pathological"
-    classes_per_client: int = Field(
-        2, ge=1, le=MAX_CLASSES, description="Distinct labels per client (at most the dataset's classes)."
-    )
-    class_assignment_mode: Literal["random", "deterministic", "first-deterministic"] = Field(
-        "first-deterministic", description="How classes are assigned (flwr-datasets' modes)."
-    )
-
-
-class ShardPartitioner(Section):
-    """McMahan et al.'s shards: sort by label, cut into shards, deal shards to clients."""
-
-    name: Literal["shard"] = "shard"
-    shards_per_client: int = Field(
-        2, ge=1, le=MAX_EXAMPLES, description="Shards dealt to each client (at least one example each)."
-    )
-    shard_size: int | None = Field(
-        None, ge=1, le=MAX_EXAMPLES,
-        description="Examples per shard (num_clients × shards_per_client × this must not exceed the training "
-        "set); default: as large as the data allows.",
-    )
-
-
-class SizeSkewedPartitioner(Section):
-    """IID labels, client sizes growing linearly, quadratically or exponentially with the id."""
-
-    name: Literal["size-skewed"] = "size-skewed"
-    growth: Literal["linear", "square", "exponential"] = Field(
-        "linear", description="How the partition size grows with the client id."
-    )
-
-
-Partitioner = Annotated[
-    IidPartitioner
-    | DirichletPartitioner
-    | PathologicalPartitioner
-    | ShardPartitioner
-    | SizeSkewedPartitioner,
+PartitionerSpec = Annotated[
+    Union[tuple(PARTITIONERS.get(name) for name in PARTITIONERS.names())],  # noqa: UP007 (runtime tuple)
     Field(discriminator="name"),
 ]
 
-DatasetName = Literal["fashion-mnist", "mnist", "cifar10", "digits", "synthetic"]
-ModelName = Literal["cnn", "lenet5", "resnet18", "mlp"]
+DatasetName = Literal[tuple(DATASETS.names())]
+ModelName = Literal[tuple(MODELS.names())]
 
 
 class DataConfig(Section):
@@ -161,7 +100,7 @@ class DataConfig(Section):
         description=f"Clients in the federation (partitions), at most {MAX_CLIENTS:,} and at most the "
         "training examples.",
     )
-    partitioner: Partitioner = Field(
+    partitioner: PartitionerSpec = Field(
         default_factory=DirichletPartitioner,
         description="How client partitions are drawn; the other keys depend on the name.",
     )
@@ -183,19 +122,6 @@ class ModelConfig(Section):
     """The network every client trains."""
 
     name: ModelName = Field("cnn", description="Model architecture.")
-
-
-class ClientConfig(Section):
-    """Local training of an honest client."""
-
-    local_epochs: int = Field(
-        1, ge=1, le=MAX_EPOCHS, description=f"Passes over the local data per round (at most {MAX_EPOCHS:,})."
-    )
-    batch_size: int = Field(32, ge=1, le=MAX_BATCH, description=f"Examples per SGD step (at most {MAX_BATCH:,}).")
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="Local optimizer.")
-    lr: float = Field(0.05, gt=0, description="Local learning rate.")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by adam).")
-    weight_decay: float = Field(0.0, ge=0, description="L2 penalty.")
 
 
 class SamplingConfig(Section):
@@ -255,28 +181,6 @@ class ServerConfig(Section):
     max_update_norm: float | None = Field(
         None, gt=0, description="Replies whose update L2 norm exceeds this are rejected as absurd."
     )
-
-
-class FaultsConfig(Section):
-    """Faults injected into the federation (all off by default)."""
-
-    dropout: float = Field(
-        0.0, ge=0, le=1, description="Probability that a sampled client never receives the round's message."
-    )
-    crash: float = Field(
-        0.0, ge=0, le=1, description="Probability that a client raises an exception instead of replying."
-    )
-    slow: float = Field(0.0, ge=0, le=1, description="Probability that a client is slow in a round.")
-    slow_delay_s: float = Field(
-        0.0, ge=0, le=MAX_SECONDS,
-        description=f"Seconds a slow client sleeps before replying (at most {MAX_SECONDS:,.0f}).",
-    )
-
-    @model_validator(mode="after")
-    def _delay_given(self) -> FaultsConfig:
-        if self.slow > 0 and self.slow_delay_s == 0:
-            raise ValueError("slow > 0 needs slow_delay_s, the delay of slow clients in seconds")
-        return self
 
 
 DataAttackSpec = params_union(DATA_ATTACKS)
@@ -418,16 +322,16 @@ class Scenario(Section):
             pipeline = build_pipeline([spec.model_dump() for spec in self.defenses])
         except ValueError as exc:
             raise ValueError(f"defenses: {exc}") from None
-        if any(spec.name == "fltrust" for spec in self.defenses) and self.root_data is None:
-            raise ValueError("root_data: fltrust needs the server's root dataset (add a root_data section)")
-        for i, stage in enumerate(pipeline.stages):  # a rule that could not run in any round
+        for i, stage in enumerate(pipeline.stages):
+            if stage.needs_root_data and self.root_data is None:
+                raise ValueError(f"root_data: {stage.name} needs the server's root dataset (add a root_data section)")
             if self.clients_per_round < stage.minimum_rows():
                 raise ValueError(
                     f"defenses.{i}: {stage.label()} needs at least {stage.minimum_rows()} updates per round, "
                     f"the scenario samples {self.clients_per_round} clients"
                 )
-        if self.model.name == "resnet18" and self.data.dataset != "cifar10":
-            raise ValueError("model.name: resnet18 expects 32x32 colour images (data.dataset: cifar10)")
+        if problems := dataset_problems(self.model.name, self.data.dataset):
+            raise ValueError(f"model.name: {problems[0]}")
         if self.encryption.mode != "off":  # simulated keeps ckks's rules, so its results transfer
             for i, spec in enumerate(self.defenses):
                 if problem := encrypted_defense_problem(i, spec.name, self.encryption.mode):
@@ -451,9 +355,8 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
 
 
 # pydantic puts the chosen variant's tag in an error's location; users never wrote it.
-_DISCRIMINATOR_TAGS = {"iid", "dirichlet", "pathological", "shard", "size-skewed",
-                       *DATA_ATTACKS.names(), *MODEL_ATTACKS.names(), *DEFENSES.names(),
-                       *WATERMARKS.names()}
+_DISCRIMINATOR_TAGS = {*PARTITIONERS.names(), *DATA_ATTACKS.names(), *MODEL_ATTACKS.names(),
+                       *DEFENSES.names(), *WATERMARKS.names()}
 
 
 def _shown(value: Any, limit: int = 60) -> str:

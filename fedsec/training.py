@@ -4,11 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from fedsec.scenario import ClientConfig
+MAX_EPOCHS = 1_000
+"""Most passes over the local data in one round."""
+MAX_BATCH = 65_536
+"""Most examples in one training or evaluation batch."""
+
+
+class ClientConfig(BaseModel):
+    """Local training of an honest client (the scenario's ``client`` section).
+
+    Unknown keys are errors, values are checked on assignment and frozen, numbers are finite.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False)
+
+    local_epochs: int = Field(
+        1, ge=1, le=MAX_EPOCHS, description=f"Passes over the local data per round (at most {MAX_EPOCHS:,})."
+    )
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH, description=f"Examples per SGD step (at most {MAX_BATCH:,}).")
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="Local optimizer.")
+    lr: float = Field(0.05, gt=0, description="Local learning rate.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by adam).")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty.")
 
 
 def resolve_device(preference: str) -> torch.device:

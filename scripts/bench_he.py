@@ -1,11 +1,14 @@
 """Encryption costs for the Fashion-MNIST CNN: fedsec's code paths against raw TenSEAL calls.
 
 For one update of the CNN's size (206,922 values), the median over --repeats runs of:
-  client encryption   fedsec.crypto.transport.client_update_record (scale, encrypt, serialize into a
+  client encryption   fedsec.fl.encrypted_transport.client_update_record (scale, encrypt, serialize into a
                       Flower record) vs raw ts.ckks_vector + serialize per 4096-value chunk;
   server aggregation  validation (deserialize) + sum of --clients updates + add to the global model
                       vs raw ts.ckks_vector_from + '+';
-  client decryption   fedsec.crypto.transport.client_global_vector vs raw ts.ckks_vector_from + decrypt;
+  client decryption   fedsec.fl.encrypted_transport.client_global_vector vs raw ts.ckks_vector_from + decrypt;
+  evaluator decryption
+                      the global model decrypted through the evaluator's grant (serialized to the key
+                      authority's process, decrypted there, values sent back) vs the same raw decryption;
 and ciphertext bytes per parameter. With --whitebox, one FedCrypt embedding step on the CNN's last
 linear layer (1,280 values, 32 bits, N = 8192, chain [50, 33, 33, 33, 50]): fedsec.crypto.whitebox's
 EncryptedEmbedder.step (refreshes by the key authority's process, logged) vs the same TenSEAL calls with a private
@@ -34,19 +37,26 @@ from fedsec.crypto.aggregation import add, encrypted_sum
 from fedsec.crypto.config import EncryptionConfig
 from fedsec.crypto.context import Needs, ckks_parameters
 from fedsec.crypto.custody import KeyCustody
-from fedsec.crypto.key_authority import EMBEDDER, KEY_FILE_ENV, KEYS_DIR, SECRET_CONTEXT_FILE, KeyAuthority
+from fedsec.crypto.key_authority import (
+    EMBEDDER,
+    EVALUATOR,
+    KEY_FILE_ENV,
+    KEYS_DIR,
+    SECRET_CONTEXT_FILE,
+    KeyAuthority,
+)
+from fedsec.crypto.layout import CiphertextLayout
 from fedsec.crypto.packing import chunk_bounds, encrypt_vector
-from fedsec.crypto.transport import (
+from fedsec.crypto.whitebox import STEP_NEEDS, U_SCALE, Detector, EncryptedEmbedder
+from fedsec.fl.encrypted_transport import (
     HE_BREAKS_KEY,
     HE_COEFFICIENTS_KEY,
     HE_FINGERPRINT_KEY,
     HE_SLOTS_KEY,
-    CiphertextLayout,
     client_global_vector,
     client_update_record,
     validate_encrypted_reply,
 )
-from fedsec.crypto.whitebox import STEP_NEEDS, U_SCALE, Detector, EncryptedEmbedder
 from fedsec.fl.protocol import (
     METRICS_RECORD,
     NUM_EXAMPLES_KEY,
@@ -151,7 +161,7 @@ def main() -> None:
         valid = [validate_encrypted_reply(r, 0, public, layout) for r in replies]
         rejected = [v.reason for v in valid if isinstance(v, RejectedReply)]
         assert not rejected, rejected[:1]
-        add(global_chunks, encrypted_sum([v.chunks for v in valid]))
+        add(global_chunks, encrypted_sum([v.update for v in valid]))
 
     def raw_aggregate() -> None:
         vectors = [[ts.ckks_vector_from(public, b) for b in blobs] for _ in range(args.clients)]
@@ -164,12 +174,17 @@ def main() -> None:
     raw_agg = median_s(raw_aggregate, args.repeats)
     ours_dec = median_s(lambda: client_global_vector(record, config), args.repeats)
     raw_dec = median_s(lambda: [ts.ckks_vector_from(secret, b).decrypt() for b in blobs], args.repeats)
+    with KeyCustody(params, Path(tempfile.mkdtemp()), CNN_PARAMETERS, {EVALUATOR: "benchmark"}) as custody:
+        evaluator = custody.take(EVALUATOR)
+        model = encrypt_vector(custody.public_context, update, params.slots)
+        ours_eval = median_s(lambda: evaluator.decrypt(model, "global model"), args.repeats)
     error = (client_global_vector(record, config)[0].double() - 0.1 * update.double()).abs().max().item()
 
     print(f"{'phase':<34}{'fedsec s':>10}{'raw s':>10}{'ratio':>8}")
     for name, ours, raw in (("client encryption (1 update)", ours_enc, raw_enc),
                             (f"server aggregation ({args.clients} updates)", ours_agg, raw_agg),
-                            ("client decryption (global model)", ours_dec, raw_dec)):
+                            ("client decryption (global model)", ours_dec, raw_dec),
+                            ("evaluator decryption via authority", ours_eval, raw_dec)):
         print(f"{name:<34}{ours:>10.3f}{raw:>10.3f}{ours / raw:>8.2f}")
     print(f"ciphertext bytes per parameter: {bytes_per_param:.1f}  (float32: 4)")
     print(f"max abs error after encrypt/decrypt: {error:.2e}")

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +30,6 @@ from fedsec.fl.server import FederationServer
 from fedsec.fl.simulation import simulate
 from fedsec.results import RunDirectory
 from fedsec.scenario import Scenario, load_scenario
-
 
 Steer = Callable[[int, torch.Tensor], torch.Tensor]
 """(round, global model at its start) -> the model the round starts from instead."""
@@ -44,9 +43,10 @@ def recorded_run(scenario: Scenario, out: Path, steer: Steer | None = None) -> t
 
     class Recording(FederationServer):
         def run_round(self, round_number: int, nodes: dict[int, int]) -> dict[str, Any]:
-            if steer is not None:
-                self.global_vector = steer(round_number, self.global_vector.detach().cpu()).to(self.global_vector)
-            start = self.evaluator_view() if self.encrypted is not None else self.global_vector
+            if steer is not None:  # only the plaintext control is steered: its aggregation holds a tensor
+                aggregation = self.aggregation
+                aggregation.global_vector = steer(round_number, aggregation.global_vector.detach().cpu()).to(self.device)
+            start = self.aggregation.evaluator_view()
             starts.append(start.detach().cpu().clone())
             record = super().run_round(round_number, nodes)
             ends.append(self.global_vector.detach().cpu().clone())

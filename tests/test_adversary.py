@@ -11,7 +11,14 @@ from fedsec.client import LocalTrainer
 from fedsec.federated_data import federated_data
 from fedsec.fl import client_app
 from fedsec.fl.protocol import (
-    CONFIG_RECORD, MODEL_RECORD, ROUND_KEY, SAMPLED_KEY, SCENARIO_KEY, UPDATE_RECORD, record_vector, vector_record,
+    CONFIG_RECORD,
+    MODEL_RECORD,
+    ROUND_KEY,
+    SAMPLED_KEY,
+    SCENARIO_KEY,
+    UPDATE_RECORD,
+    record_vector,
+    vector_record,
 )
 from fedsec.fl.server import sample_clients
 from fedsec.params import model_vector

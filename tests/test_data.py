@@ -8,7 +8,7 @@ import torch
 
 from fedsec.data.datasets import load_dataset
 from fedsec.data.partition import cached_partitions, compute_partitions, label_histogram
-from fedsec.scenario import (
+from fedsec.data.partitioners import (
     DirichletPartitioner,
     IidPartitioner,
     PathologicalPartitioner,
@@ -80,6 +80,16 @@ def test_iid_partition_is_shuffled() -> None:
 def test_size_skewed_sizes_grow() -> None:
     sizes = [len(p) for p in compute_partitions(LABELS, SizeSkewedPartitioner(growth="linear"), 10, 0)]
     assert sizes == sorted(sizes) and sizes[-1] > 5 * sizes[0]
+
+
+def test_partitioners_state_the_examples_and_classes_they_need() -> None:
+    assert IidPartitioner().min_examples_per_client() == 1
+    assert DirichletPartitioner(min_partition_size=0).min_examples_per_client() == 1
+    assert DirichletPartitioner(min_partition_size=12).min_examples_per_client() == 12
+    assert ShardPartitioner(shards_per_client=3, shard_size=5).min_examples_per_client() == 15
+    assert PathologicalPartitioner(classes_per_client=10).check(10, "digits") == []
+    assert PathologicalPartitioner(classes_per_client=12).check(10, "digits") == [
+        "classes_per_client: 12 is more than the 10 classes of digits"]
 
 
 def test_partition_cache_round_trips() -> None:

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from fedsec.data.datasets import load_dataset
-from fedsec.models import MODELS, build_model
+from fedsec.models import MODELS, build_model, dataset_problems
 from fedsec.params import load_vector, model_vector
-from fedsec.scenario import ClientConfig
-from fedsec.training import evaluate, train_local
+from fedsec.training import ClientConfig, evaluate, train_local
 
 SHAPES = {"cnn": (1, 28, 28), "lenet5": (1, 28, 28), "resnet18": (3, 32, 32), "mlp": (1, 8, 8)}
 
@@ -20,6 +19,11 @@ def test_models_produce_logits(name: str) -> None:
     model = build_model(name, shape, 10, (0.5,) * shape[0], (0.25,) * shape[0])
     logits = model(torch.rand(2, *shape))
     assert logits.shape == (2, 10)
+
+
+def test_resnet18_trains_on_cifar10_only() -> None:
+    assert dataset_problems("resnet18", "cifar10") == [] and dataset_problems("cnn", "digits") == []
+    assert dataset_problems("resnet18", "mnist") == ["resnet18 expects 32x32 colour images (data.dataset: cifar10)"]
 
 
 def test_lenet5_accepts_32x32() -> None:

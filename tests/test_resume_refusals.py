@@ -8,23 +8,36 @@ import os
 import pickle
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from traceback import format_exception
 
 import pytest
 import torch
 from local_grid import LocalGrid
 from test_simulation import SMALL
+from typer.testing import CliRunner
 
 from fedsec.checkpoint import CHECKPOINT_FILE, Checkpoint, save_checkpoint, scenario_digest
+from fedsec.cli import app
 from fedsec.crypto.config import EncryptionConfig
 from fedsec.crypto.context import Needs, ckks_parameters
 from fedsec.crypto.key_authority import KEYS_DIR, KeyAuthority
-from fedsec.fl.client_app import app
+from fedsec.fl.client_app import app as client_app
 from fedsec.fl.server import FederationError, FederationServer
 from fedsec.results import METRICS_FILE, SCENARIO_FILE, RunDirectory, append_jsonl
 from fedsec.scenario import parse_scenario, to_yaml
 
 ROOT = Path(__file__).parents[1]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Exit code and output of one command."""
+
+    code: int
+    stdout: str
+    stderr: str
 
 
 class Planted:
@@ -47,17 +60,24 @@ def run_dir_with(tmp_path: Path, **changes: object) -> tuple[RunDirectory, str]:
 
 
 def checkpoint(digest: str, fingerprint: str | None = None) -> Checkpoint:
-    return Checkpoint(1, torch.zeros(3), {}, {0: 0}, digest, fingerprint)
+    return Checkpoint(1, {"global_vector": torch.zeros(3), "defenses": {}}, {0: 0}, digest, fingerprint)
 
 
-def resume(run_dir: RunDirectory) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fedsec", "run", "--resume", str(run_dir.path), "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+def resume(run_dir: RunDirectory, isolated: bool = False) -> Outcome:
+    """`fedsec run --resume RUN_DIR`, in a process of its own when ``isolated`` (else in this one)."""
+    args = ["run", "--resume", str(run_dir.path), "--quiet"]
+    if isolated:
+        done = subprocess.run([sys.executable, "-m", "fedsec", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+        return Outcome(done.returncode, done.stdout, done.stderr)
+    result = CliRunner().invoke(app, args)
+    traceback = "".join(format_exception(result.exception)) if result.exception and result.exit_code != 2 else ""
+    return Outcome(result.exit_code, result.stdout, result.stderr + traceback)
 
 
-def assert_refused(result: subprocess.CompletedProcess, *expected: str) -> None:
+def assert_refused(result: Outcome, *expected: str) -> None:
     lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.code == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr and "run directory:" not in result.stdout
     assert len(lines) == len(expected), lines
     for line, text in zip(lines, expected, strict=True):
@@ -68,10 +88,10 @@ def test_a_planted_pickle_in_the_checkpoint_is_refused_unexecuted(tmp_path: Path
     run_dir, _ = run_dir_with(tmp_path)
     marker = tmp_path / "pwned"
     run_dir.file(CHECKPOINT_FILE).write_bytes(pickle.dumps(Planted(marker)))
-    assert_refused(resume(run_dir), "not a readable checkpoint")
+    assert_refused(resume(run_dir, isolated=True), "not a readable checkpoint")
     assert not marker.exists()
     torch.save({"round": Planted(marker)}, run_dir.file(CHECKPOINT_FILE))  # inside torch's zip format too
-    assert_refused(resume(run_dir), "not a readable checkpoint")
+    assert_refused(resume(run_dir, isolated=True), "not a readable checkpoint")
     assert not marker.exists()
 
 
@@ -117,7 +137,7 @@ def test_the_server_itself_refuses_an_edited_scenario(tmp_path: Path) -> None:
     save_checkpoint(run_dir.file(CHECKPOINT_FILE), checkpoint(digest))
     edited = parse_scenario({**SMALL, "seed": 8, "output": {"dir": str(tmp_path), "plots": False}})
     with pytest.raises(FederationError, match="changed since the run started"):
-        FederationServer(edited, run_dir, LocalGrid(app, edited.data.num_clients), False).run()
+        FederationServer(edited, run_dir, LocalGrid(client_app, edited.data.num_clients), False).run()
     assert json.loads(run_dir.file(METRICS_FILE).read_text()) == {"round": 1}  # nothing rewritten
 
 

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from fedsec.fl.simulation import simulate
-from fedsec.results import CLIENTS_FILE, METRICS_FILE, MODEL_FILE, PARTITIONS_FILE, SUMMARY_FILE, RunDirectory, read_jsonl
+from fedsec.results import (
+    CLIENTS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PARTITIONS_FILE,
+    SUMMARY_FILE,
+    RunDirectory,
+    read_jsonl,
+)
 from fedsec.scenario import parse_scenario
 
 SMALL = {

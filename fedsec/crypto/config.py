@@ -6,12 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ENCRYPTED_DEFENSES = ("fedavg", "norm-clipping", "krum", "multi-krum", "flame", "dp-noise")
-"""Defense stages that have a version on ciphertexts (fedsec.crypto.defenses)."""
-
-ORDER_STATISTICS = ("median", "trimmed-mean", "bulyan")
-"""Stages built on coordinate-wise order statistics, which cannot run on CKKS ciphertexts."""
-
 
 class EncryptionConfig(BaseModel):
     """Whether and how updates and the global model are encrypted (CKKS through TenSEAL).
@@ -59,15 +53,3 @@ class EncryptionConfig(BaseModel):
         """True when the server works on ciphertexts."""
         return self.mode == "ckks"
 
-
-def encrypted_defense_problem(position: int, name: str, mode: str = "ckks") -> str | None:
-    """Why defense stage ``name`` (at ``position`` in the list) cannot run on ciphertexts, or None;
-    ``mode`` is the scenario's encryption mode, named in the message."""
-    if name in ENCRYPTED_DEFENSES:
-        return None
-    usable = ", ".join(ENCRYPTED_DEFENSES)
-    if name in ORDER_STATISTICS:
-        need = "needs coordinate-wise order statistics, which cannot run on CKKS ciphertexts"
-    else:
-        need = "has no encrypted version (it needs per-coordinate or plaintext model access)"
-    return f"defenses.{position}.name: {name!r} {need}; with encryption.mode: {mode} use {usable}"

@@ -2,7 +2,8 @@
 
 Each scalar is one ciphertext of size 1 (products of chunks added, slots summed once per
 chunk size), so the key authority decrypts exactly one value per scalar. Needs the
-context's Galois keys (slot sums) and one level (the products).
+context's Galois keys (slot sums) and one level (the products). :class:`EncryptedScalars`
+serves them to the defenses that decide from scalars (a ``fedsec.defenses.ScalarSource``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tenseal as ts
 import torch
+from torch import Tensor
 
 Decrypt = Callable[[list[ts.CKKSVector], str], list[np.ndarray]]
 """Asks the key authority to decrypt ciphertexts of scalars: (ciphertexts, what) -> plaintexts."""
@@ -72,3 +74,54 @@ def plain_products(vectors: Sequence[Sequence[ts.CKKSVector]], plain: torch.Tens
     """Decrypted ``x_i . p`` for every encrypted vector and one plaintext vector, (n,) float64."""
     values = decrypt([plain_inner_product(v, plain) for v in vectors], what)
     return torch.tensor([float(v[0]) for v in values], dtype=torch.float64)
+
+
+class EncryptedScalars:
+    """Scalars of one round's encrypted updates, computed and decrypted once, on first use.
+
+    Implements ``fedsec.defenses.ScalarSource``: a defense reads the scalars it declared,
+    and only those are decrypted.
+
+    Parameters
+    ----------
+    updates : Sequence[Sequence[ts.CKKSVector]]
+        The n encrypted updates (chunk lists of one layout).
+    decrypt : Decrypt
+        Sends scalar ciphertexts to the key authority (requester: the server).
+    global_chunks : Sequence[ts.CKKSVector] or None
+        The encrypted global model, for scalars of local models ``w + x_i``.
+    """
+
+    def __init__(self, updates: Sequence[Sequence[ts.CKKSVector]], decrypt: Decrypt,
+                 global_chunks: Sequence[ts.CKKSVector] | None = None) -> None:
+        self.updates = updates
+        self.decrypt = decrypt
+        self.global_chunks = global_chunks
+        self._gram: Tensor | None = None
+        self._sq_norms: Tensor | None = None
+        self._global_products: Tensor | None = None
+
+    def gram(self) -> Tensor:
+        """``x_i . x_j``, (n, n) float64."""
+        if self._gram is None:
+            self._gram = gram_matrix(self.updates, self.decrypt)
+        return self._gram
+
+    def sq_norms(self) -> Tensor:
+        """``|x_i|^2``, (n,) float64 (from the Gram matrix when it is already known)."""
+        if self._gram is not None:
+            return self._gram.diagonal().clone()
+        if self._sq_norms is None:
+            self._sq_norms = gram_matrix(self.updates, self.decrypt, diagonal_only=True).diagonal().clone()
+        return self._sq_norms
+
+    def global_products(self) -> Tensor:
+        """``x_i . w`` for every update and then ``w . w`` (last entry), (n + 1,) float64."""
+        if self.global_chunks is None:
+            raise ValueError("scalars of local models need the encrypted global model")
+        if self._global_products is None:
+            cts = [inner_product(u, self.global_chunks) for u in self.updates]
+            cts.append(inner_product(self.global_chunks, self.global_chunks))
+            values = self.decrypt(cts, "inner products of client updates with the global model")
+            self._global_products = torch.tensor([float(v[0]) for v in values], dtype=torch.float64)
+        return self._global_products

@@ -16,6 +16,11 @@ from fedsec.registry import Registry
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
+MAX_EXAMPLES = 10_000_000
+"""Upper bound of every count of examples (sizes, samples); the dataset bounds them further at preflight."""
+MAX_CLASSES = 1_000
+"""Upper bound of every count of classes; the dataset bounds them further at preflight."""
+
 
 class DatasetUnavailable(RuntimeError):
     """The dataset's files are not on this machine and could not be fetched."""

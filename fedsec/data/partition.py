@@ -10,50 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fedsec.scenario import (
-    DirichletPartitioner,
-    IidPartitioner,
-    Partitioner,
-    PathologicalPartitioner,
-    ShardPartitioner,
-    SizeSkewedPartitioner,
-)
+from fedsec.data.partitioners import Partitioner
 
 
 class PartitionError(ValueError):
     """The partitioner cannot split this data as asked (e.g. too many clients)."""
-
-
-def _flwr_partitioner(spec: Partitioner, num_clients: int, seed: int):  # noqa: ANN202
-    from flwr_datasets import partitioner as fp
-
-    if isinstance(spec, IidPartitioner):
-        return fp.IidPartitioner(num_partitions=num_clients)
-    if isinstance(spec, DirichletPartitioner):
-        return fp.DirichletPartitioner(
-            num_partitions=num_clients, partition_by="label", alpha=spec.alpha,
-            min_partition_size=spec.min_partition_size,
-            self_balancing=spec.self_balancing, seed=seed,
-        )
-    if isinstance(spec, PathologicalPartitioner):
-        return fp.PathologicalPartitioner(
-            num_partitions=num_clients, partition_by="label",
-            num_classes_per_partition=spec.classes_per_client,
-            class_assignment_mode=spec.class_assignment_mode, seed=seed,
-        )
-    if isinstance(spec, ShardPartitioner):
-        return fp.ShardPartitioner(
-            num_partitions=num_clients, partition_by="label",
-            num_shards_per_partition=spec.shards_per_client, shard_size=spec.shard_size, seed=seed,
-        )
-    if isinstance(spec, SizeSkewedPartitioner):
-        size_partitioners = {
-            "linear": fp.LinearPartitioner,
-            "square": fp.SquarePartitioner,
-            "exponential": fp.ExponentialPartitioner,
-        }
-        return size_partitioners[spec.growth](num_partitions=num_clients)
-    raise TypeError(f"no flwr-datasets partitioner for {spec!r}")
 
 
 def compute_partitions(
@@ -68,7 +29,7 @@ def compute_partitions(
 
     order = np.random.default_rng(seed).permutation(len(labels))
     table = Dataset.from_dict({"label": labels[order].tolist(), "index": order.tolist()})
-    partitioner = _flwr_partitioner(spec, num_clients, seed)
+    partitioner = spec.flwr_partitioner(num_clients, seed)
     partitioner.dataset = table
     try:
         return [

@@ -45,7 +45,13 @@ def pairwise_sq_distances(x: Tensor) -> Tensor:
     between nearby rows stay accurate unless the rows share a component much larger
     than their differences.
     """
-    gram, sq = gram_and_sq_norms(x)
+    return sq_distances_from_gram(x @ x.T)
+
+
+def sq_distances_from_gram(gram: Tensor) -> Tensor:
+    """Squared Euclidean distances (n, n) from a Gram matrix (n, n): ``|a|^2 + |b|^2 - 2 a.b``,
+    symmetric with a zero diagonal."""
+    sq = gram.diagonal()
     dist = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * gram).clamp_min_(0.0)
     dist = (dist + dist.T) / 2.0
     return dist.fill_diagonal_(0.0)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
 from fedsec.defenses._math import weighted_mean
+from fedsec.defenses.scalars import Scalar, ScalarBatch
 from fedsec.registry import Registry
 
 
@@ -233,7 +234,11 @@ class Defense(ABC):
 
     Subclasses set ``kind``, define a nested ``Params`` model (a :class:`DefenseParams`)
     and :meth:`decide`, and are registered with :func:`register`. Stateful stages also
-    override :meth:`state_dict` and :meth:`load_state_dict`.
+    override :meth:`state_dict` and :meth:`load_state_dict`. A stage that decides from
+    scalars of the rows (norms, Gram matrix, inner products with the global model) declares
+    them in :meth:`needs` and writes that decision in :meth:`on_scalars`: it then runs on
+    CKKS ciphertexts (:attr:`encryptable`); one that needs the rows says why in
+    ``rows_reason``.
 
     Parameters
     ----------
@@ -244,6 +249,12 @@ class Defense(ABC):
     name: ClassVar[str]
     kind: ClassVar[Kind]
     Params: ClassVar[type[DefenseParams]] = DefenseParams
+    rows_reason: ClassVar[str] = "the update rows themselves"
+    """What the stage reads from the rows that scalars cannot give (one phrase, completes
+    "needs ..."), for the refusal of a scenario that runs it on ciphertexts."""
+    needs_root_data: ClassVar[bool] = False
+    """Whether the stage needs the server's own update on a clean root dataset
+    (``UpdateBatch.server_update``): a scenario running it must declare ``root_data``."""
 
     def __init__(self, **params: Any) -> None:
         self.params = self.Params(**params)
@@ -281,6 +292,31 @@ class Defense(ABC):
 
         Post-processing stages see the whole batch, with its aggregate set.
         """
+
+    def needs(self) -> frozenset[Scalar]:
+        """What the stage reads from the rows (:class:`~fedsec.defenses.scalars.Scalar`).
+
+        The rows themselves by default; a stage with an :meth:`on_scalars` returns the scalars
+        it reads there (an empty set when it reads none), which is what the key authority
+        decrypts for it under CKKS.
+        """
+        return frozenset({Scalar.ROWS})
+
+    @property
+    def encryptable(self) -> bool:
+        """True when the stage decides from scalars only, so that it runs on ciphertexts."""
+        return Scalar.ROWS not in self.needs()
+
+    def on_scalars(self, batch: ScalarBatch) -> ScalarBatch:
+        """The stage's decision made from the scalars of :meth:`needs` (the encrypted path).
+
+        Same decision as :meth:`decide` on the same rows: ``batch`` covers every row of the
+        round (``batch.accepted`` says which are still in), and the stage returns it with
+        ``accepted``, ``scale``, ``coefficients``, ``noise``, scores and info updated.
+        """
+        raise NotImplementedError(
+            f"defense {self.name!r} needs {self.rows_reason}: it has no path on scalars"
+        )
 
     def minimum_rows(self) -> int:
         """Fewest accepted rows (count) the stage needs to run as published; 1 by default.

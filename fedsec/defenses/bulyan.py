@@ -23,6 +23,7 @@ class Bulyan(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rows_reason = "coordinate-wise order statistics"
     Params = KrumParams
     params: KrumParams
 

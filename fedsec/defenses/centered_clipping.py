@@ -23,6 +23,7 @@ class CenteredClipping(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rows_reason = "iterated clipping of the rows around a centre"
 
     class Params(DefenseParams):
         tau: float = Field(

@@ -19,6 +19,7 @@ class CRFL(Defense):
     """
 
     kind = Kind.POST
+    rows_reason = "clipping and noising the plaintext new global model"
 
     class Params(DefenseParams):
         rho: float = Field(

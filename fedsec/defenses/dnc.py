@@ -21,6 +21,7 @@ class DnC(Defense):
     """
 
     kind = Kind.SCREEN
+    rows_reason = "an SVD of the rows on random coordinates"
 
     class Params(DefenseParams):
         f: int = Field(0, ge=0, description="Malicious clients assumed per round (count).")

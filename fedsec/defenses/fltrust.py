@@ -20,6 +20,8 @@ class FLTrust(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rows_reason = "training its root-data update on the plaintext global model"
+    needs_root_data = True
 
     def decide(self, batch: UpdateBatch) -> Decision:
         reference = batch.server_update

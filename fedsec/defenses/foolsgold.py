@@ -44,6 +44,7 @@ class FoolsGold(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rows_reason = "similarities of per-sender histories kept as plaintext rows"
 
     class Params(DefenseParams):
         kappa: float = Field(

@@ -19,6 +19,7 @@ class GeometricMedian(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rows_reason = "Weiszfeld iterations on the rows"
 
     class Params(DefenseParams):
         iterations: int = Field(10, ge=1, description="Maximum number of Weiszfeld steps.")

@@ -16,6 +16,7 @@ class Median(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rows_reason = "coordinate-wise order statistics"
 
     def decide(self, batch: UpdateBatch) -> Decision:
         return Decision(aggregate=coordinate_median(batch.updates))

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import torch
 from pydantic import Field
 
 from fedsec.defenses._math import krum_scores, pairwise_sq_distances, weighted_mean
 from fedsec.defenses.base import Decision, Defense, Kind, UpdateBatch, register
-from fedsec.defenses.krum import KrumParams, krum_minimum
+from fedsec.defenses.krum import KrumParams, krum_minimum, krum_select_on_scalars
+from fedsec.defenses.scalars import Scalar, ScalarBatch
 
 
 @register("multi-krum")
 class MultiKrum(Defense):
     """Keep the ``m`` rows with the lowest Krum scores; example-weighted mean of them.
 
-    Score: the Krum score (lower is more central).
+    Score: the Krum score (lower is more central). Decides from the Gram matrix of the
+    rows, so it runs on ciphertexts.
     """
 
     kind = Kind.AGGREGATE
@@ -34,6 +39,10 @@ class MultiKrum(Defense):
         ``m`` rows to keep (Blanchard et al., NeurIPS 2017, define m-Krum for ``m <= n``)."""
         return max(krum_minimum(self.params.f), self.params.m or 0)
 
+    def needs(self) -> frozenset[Scalar]:
+        """The Gram matrix (pairwise distances)."""
+        return frozenset({Scalar.GRAM})
+
     def decide(self, batch: UpdateBatch) -> Decision:
         n, f = batch.n, self.params.f
         m = self.params.kept(n)
@@ -42,3 +51,12 @@ class MultiKrum(Defense):
         keep = batch.accepted.new_zeros(n).index_fill_(0, best, True)
         aggregate = weighted_mean(batch.updates, batch.weights * keep)
         return Decision(aggregate=aggregate, keep=keep, score=scores, info={"kept": m})
+
+    def on_scalars(self, batch: ScalarBatch) -> ScalarBatch:
+        """Coefficients of the example-weighted mean of the kept rows."""
+        if not batch.accepted.any():
+            return replace(batch, coefficients=torch.zeros_like(batch.weights))
+        m = self.params.kept(int(batch.accepted.sum()))
+        batch, _ = krum_select_on_scalars(batch, self.name, self.params.f, m)
+        info = {**batch.info, f"{self.name}.kept": float(m)}
+        return replace(batch, coefficients=batch.mean_coefficients(), info=info)

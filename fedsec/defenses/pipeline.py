@@ -67,3 +67,29 @@ def build_pipeline(specs: Sequence[Mapping[str, Any]]) -> DefensePipeline:
         name = params.pop("name")
         stages.append(DEFENSES.get(name)(**params))
     return DefensePipeline(stages)
+
+
+def encrypted_defense_problem(index: int, name: str, mode: str = "ckks") -> str | None:
+    """Why defense stage ``name`` cannot run on ciphertexts, as one line, or None when it can.
+
+    Judged from the registered stage with its default parameters (:attr:`Defense.encryptable`).
+
+    Parameters
+    ----------
+    index : int
+        The stage's position in the scenario's ``defenses`` list, named in the message.
+    name : str
+        The stage's registered name.
+    mode : str
+        The scenario's ``encryption.mode``, named in the message.
+    """
+    if name not in DEFENSES:
+        return f"defenses.{index}.name: unknown defense {name!r} (known: {', '.join(DEFENSES.names())})"
+    stage = DEFENSES.get(name)()
+    if stage.encryptable:
+        return None
+    usable = ", ".join(known for known in DEFENSES.names() if DEFENSES.get(known)().encryptable)
+    return (
+        f"defenses.{index}.name: {name!r} needs {stage.rows_reason}, which cannot run on CKKS ciphertexts; "
+        f"with encryption.mode: {mode} use {usable}"
+    )

@@ -52,6 +52,7 @@ class SignGuard(Defense):
     """
 
     kind = Kind.SCREEN
+    rows_reason = "sign statistics of the update coordinates"
 
     class Params(DefenseParams):
         lower: float = Field(0.1, ge=0.0, description="Smallest accepted norm / median norm.")

@@ -17,6 +17,7 @@ class TrimmedMean(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rows_reason = "coordinate-wise order statistics"
 
     class Params(DefenseParams):
         beta: float = Field(

@@ -25,7 +25,11 @@ def _spec_from_arguments(target: Path, grid: list[str], set_: list[str], seeds: 
     from dataclasses import replace
 
     from fedsec.experiments.grid import (
-        SweepSpec, cli_overrides, is_sweep_file, load_sweep_file, parse_grid_option,
+        SweepSpec,
+        cli_overrides,
+        is_sweep_file,
+        load_sweep_file,
+        parse_grid_option,
     )
     from fedsec.scenario import read_yaml
 

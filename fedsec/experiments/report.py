@@ -21,7 +21,15 @@ from pydantic import BaseModel, NonNegativeInt, ValidationError, model_validator
 from fedsec.experiments import figures
 from fedsec.experiments.sweep import SWEEP_FILE
 from fedsec.experiments.table import (
-    CSV_FILE, METRICS, RATES, SHOWN, WATERMARK_PREFIX, SweepResults, format_values, group_rows, metric_columns,
+    CSV_FILE,
+    METRICS,
+    RATES,
+    SHOWN,
+    WATERMARK_PREFIX,
+    SweepResults,
+    format_values,
+    group_rows,
+    metric_columns,
     read_sweep,
 )
 from fedsec.results import METRICS_FILE, PARTITIONS_FILE, SCENARIO_FILE, SUMMARY_FILE, RunDirectory, write_atomic

@@ -11,9 +11,9 @@ from flwr.clientapp import ClientApp
 
 from fedsec.adversary import Attacker, attack_active
 from fedsec.client import LocalTrainer
-from fedsec.crypto.transport import client_global_vector, client_update_record
 from fedsec.faults import ClientCrash, crashes, delay_s
 from fedsec.federated_data import federated_data
+from fedsec.fl.encrypted_transport import client_global_vector, client_update_record
 from fedsec.fl.protocol import (
     CONFIG_RECORD,
     METRICS_RECORD,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,29 +24,26 @@ from fedsec.checkpoint import (
     save_checkpoint,
     scenario_digest,
 )
-from fedsec.client import LocalTrainer, client_seed
-from fedsec.crypto.context import ckks_parameters
-from fedsec.crypto.custody import KeyCustody
-from fedsec.crypto.federation import EncryptedFederation, grant_budgets, grant_purposes, operation_needs
-from fedsec.crypto.key_authority import EMBEDDER, EVALUATOR, OWNER, SERVER
-from fedsec.defenses import BelowMinimum, UpdateBatch, build_pipeline
+from fedsec.client import client_seed
+from fedsec.defenses import BelowMinimum
 from fedsec.evaluation import Evaluator
 from fedsec.faults import dropped
 from fedsec.federated_data import FederatedData, federated_data
+from fedsec.fl.aggregation import Aggregation, Decision
+from fedsec.fl.encrypted_aggregation import EncryptedAggregation
+from fedsec.fl.plain_aggregation import PlaintextAggregation
 from fedsec.fl.protocol import (
     CONFIG_RECORD,
     METRICS_RECORD,
     MODEL_RECORD,
-    NUM_EXAMPLES_KEY,
     PARTITION_KEY,
     ROUND_KEY,
     SAMPLED_KEY,
     SCENARIO_KEY,
     UPDATE_RECORD,
     payload_bytes,
-    vector_record,
 )
-from fedsec.fl.validation import RejectedReply, ValidReply, validate_reply
+from fedsec.fl.validation import RejectedReply
 from fedsec.models import build_model
 from fedsec.params import load_vector, model_vector
 from fedsec.plots import plot_label_histogram, plot_rounds
@@ -66,6 +63,15 @@ def sample_clients(seed: int, round_number: int, num_clients: int, per_round: in
     """The partitions that train in a round: a seeded draw without replacement, sorted."""
     rng = np.random.default_rng([seed, round_number])
     return sorted(int(c) for c in rng.choice(num_clients, size=per_round, replace=False))
+
+
+def build_aggregation(scenario: Scenario, run_dir: RunDirectory, data: FederatedData, initial: torch.Tensor,
+                      device: torch.device, breaks: Sequence[int], key_fingerprint: str | None) -> Aggregation:
+    """The scenario's aggregation: on ciphertexts under ``encryption: ckks``, else in the clear.
+    ``breaks``: offsets where a ciphertext must start; ``key_fingerprint``: a resumed run's keys."""
+    if scenario.encryption.enabled:
+        return EncryptedAggregation(scenario, run_dir.path, initial, breaks, key_fingerprint)
+    return PlaintextAggregation(scenario, data, initial, device)
 
 
 def detection_metrics(clients: list[dict[str, Any]]) -> dict[str, Any]:
@@ -97,7 +103,11 @@ def _update_bytes(reply: Message) -> int:
 
 
 class FederationServer:
-    """Runs one scenario's rounds over ``grid`` and writes the run directory."""
+    """Runs one scenario's rounds over ``grid`` and writes the run directory.
+
+    The aggregation (plaintext or encrypted, chosen once by :func:`build_aggregation`) holds the
+    global state; the server orchestrates rounds, plays the evaluator and keeps the records.
+    """
 
     def __init__(self, scenario: Scenario, run_dir: RunDirectory, grid: Grid, show_progress: bool = True) -> None:
         self.scenario = scenario
@@ -111,32 +121,19 @@ class FederationServer:
         self.model = build_model(
             scenario.model.name, dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std
         ).to(self.device)
-        self.global_vector = model_vector(self.model)
         self.evaluator = Evaluator(dataset, scenario, self.device)
         self.scenario_json = scenario.model_dump_json()
         self.scenario_sha256 = scenario_digest(self.scenario_json)
         self.resumed_from = read_checkpoint(run_dir.file(CHECKPOINT_FILE))
-        self.pipeline = build_pipeline([spec.model_dump() for spec in scenario.defenses])
-        self.root_trainer: LocalTrainer | None = None
         self.owner = None if scenario.watermark is None else WatermarkOwner(
             scenario.watermark, scenario, dataset, self.device, run_dir.file(OWNER_DIR))
-        # Encryption on: the aggregation state is ciphertexts; global_vector becomes the evaluator's copy.
-        # The key authority runs in its own process; each role gets its grant here and nowhere else.
-        self.custody: KeyCustody | None = None
-        self.encrypted: EncryptedFederation | None = None
-        if scenario.encryption.enabled:
-            self.custody = KeyCustody(
-                ckks_parameters(scenario.encryption, operation_needs(scenario)), run_dir.path,
-                self.global_vector.numel(), grant_purposes(scenario), grant_budgets(scenario),
-                expected_fingerprint=self.resumed_from.key_fingerprint if self.resumed_from else None,
-            )
-            grants = {role: self.custody.take(role) for role in grant_purposes(scenario)}
-            self.evaluator_key = grants[EVALUATOR]
-            self.owner_key, self.embedder_key = grants.get(OWNER), grants.get(EMBEDDER)
-            self.encrypted = EncryptedFederation(
-                scenario, self.global_vector, self.custody.public_context, self.custody.fingerprint, grants[SERVER],
-                self.owner.ciphertext_breaks(self.model) if self.owner else (),
-            )
+        self.aggregation = build_aggregation(
+            scenario, run_dir, self.data, model_vector(self.model), self.device,
+            self.owner.ciphertext_breaks(self.model) if self.owner else (),
+            self.resumed_from.key_fingerprint if self.resumed_from else None,
+        )
+        self.global_vector = model_vector(self.model)
+        """The evaluator's copy of the global model after the last round (the public initial model before)."""
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -155,16 +152,17 @@ class FederationServer:
         """Ask every connected node which partition it holds: partition id -> node id."""
         node_ids = sorted(self.grid.get_node_ids())
         queries = [
-            Message(self._query_content(), dst_node_id=node, message_type=MessageType.QUERY) for node in node_ids
+            Message(self.aggregation.query_content(), dst_node_id=node, message_type=MessageType.QUERY)
+            for node in node_ids
         ]
         mapping: dict[int, int] = {}
         for reply in self.grid.send_and_receive(queries):
             if reply.has_error():
                 raise FederationError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
-            partition = int(reply.content.metric_records[METRICS_RECORD][PARTITION_KEY])
+            metrics = reply.content.metric_records[METRICS_RECORD]
+            partition = int(metrics[PARTITION_KEY])
             mapping[partition] = reply.metadata.src_node_id
-            if self.encrypted is not None:
-                self.encrypted.example_counts[partition] = int(reply.content.metric_records[METRICS_RECORD][NUM_EXAMPLES_KEY])
+            self.aggregation.node_joined(partition, metrics)
         expected = set(range(self.scenario.data.num_clients))
         if set(mapping) != expected:
             raise FederationError(
@@ -173,23 +171,15 @@ class FederationServer:
             )
         return mapping
 
-    def _query_content(self) -> RecordDict:
-        """The discovery query; with encryption it carries the scenario so that clients also
-        declare their example counts (FedAvg coefficients are sent before training)."""
-        if self.encrypted is None:
-            return RecordDict()
-        return RecordDict({CONFIG_RECORD: ConfigRecord({SCENARIO_KEY: self.scenario_json})})
-
     # -- one round ----------------------------------------------------------------------------
 
     def train_round(self, round_number: int, partitions: list[int], nodes: dict[int, int]) -> tuple[list[Message], int]:
         """Send the global model to the sampled clients (less the injected dropouts); their
         replies and the bytes sent."""
         s = self.scenario
-        model_record = self.encrypted.model_record() if self.encrypted else vector_record(self.global_vector)
-        config = ConfigRecord({ROUND_KEY: round_number, SCENARIO_KEY: self.scenario_json, SAMPLED_KEY: partitions})
-        if self.encrypted is not None:
-            config.update(self.encrypted.train_config(partitions))
+        model_record, extra = self.aggregation.broadcast(partitions)
+        config = ConfigRecord({ROUND_KEY: round_number, SCENARIO_KEY: self.scenario_json, SAMPLED_KEY: partitions,
+                               **extra})
         messages = [
             Message(
                 RecordDict({MODEL_RECORD: model_record, CONFIG_RECORD: config}),
@@ -201,58 +191,25 @@ class FederationServer:
         replies = list(self.grid.send_and_receive(messages, timeout=self.scenario.server.round_timeout_s))
         return replies, payload_bytes(model_record) * len(messages)
 
-    def validate(
-        self, replies: Iterable[Message], nodes: dict[int, int]
-    ) -> tuple[list[ValidReply], list[RejectedReply], list[RejectedReply]]:
+    def validate(self, replies: Iterable[Message], nodes: dict[int, int]) -> tuple[list, list[RejectedReply], list[RejectedReply]]:
         """Split replies into aggregatable updates, rejected updates and client failures (error
         replies), each sorted by partition."""
         partition_of = {node: p for p, node in nodes.items()}
-        dimension = self.global_vector.numel()
         max_examples = len(self.data.dataset.train_y)
         valid, rejected, failed = [], [], []
         for reply in replies:
-            partition = partition_of[reply.metadata.src_node_id]
-            checked = self.encrypted.validate(reply, partition, max_examples) if self.encrypted else validate_reply(
-                reply, partition, dimension, self.scenario.server.max_update_norm, max_examples,
-            )
-            if not isinstance(checked, RejectedReply):  # a ValidReply, or an EncryptedReply
+            checked = self.aggregation.validate(reply, partition_of[reply.metadata.src_node_id], max_examples)
+            if not isinstance(checked, RejectedReply):
                 valid.append(checked)
             else:
                 (failed if reply.has_error() else rejected).append(checked)
         return tuple(sorted(group, key=lambda r: r.partition) for group in (valid, rejected, failed))
 
-    def root_update(self, round_number: int) -> torch.Tensor | None:
-        """The server's own update on its root dataset (FLTrust's reference), when declared."""
-        root = self.scenario.root_data
-        if root is None:
-            return None
-        if self.root_trainer is None:
-            self.root_trainer = LocalTrainer(self.scenario, self.data, self.device)
-            rng = np.random.default_rng([self.scenario.seed, 0x5EED])
-            index = torch.from_numpy(rng.choice(len(self.data.dataset.train_y), root.samples, replace=False))
-            self.root_xy = (self.data.dataset.train_x[index], self.data.dataset.train_y[index])
-        cfg = self.scenario.client.model_copy(update={"local_epochs": root.local_epochs})
-        seed = client_seed(self.scenario.seed, round_number, -1)
-        return self.root_trainer.train_on(*self.root_xy, seed, self.global_vector, cfg).update
-
-    def update_batch(self, round_number: int, valid: list[ValidReply], senders: list[int]) -> UpdateBatch:
-        """What the defense pipeline sees: updates, example counts, the global model, the root
-        update, the round's generator and opaque sender handles (never partitions or roles)."""
-        return UpdateBatch.of(
-            torch.stack([r.update for r in valid]).to(self.device),
-            torch.tensor([float(r.num_examples) for r in valid], device=self.device),
-            self.global_vector,
-            server_update=self.root_update(round_number),
-            generator=torch.Generator().manual_seed(client_seed(self.scenario.seed, round_number, -2)),
-            senders=torch.tensor(senders, dtype=torch.int64, device=self.device),
-        )
-
     def run_round(self, round_number: int, nodes: dict[int, int]) -> dict[str, Any]:
         """One full round; returns its record (also appended to metrics.jsonl)."""
         s = self.scenario
         started = time.perf_counter()
-        if self.custody is not None:
-            self.custody.new_round()
+        self.aggregation.start_round(round_number)
         partitions = sample_clients(s.seed, round_number, s.data.num_clients, s.clients_per_round)
         replies, bytes_down = self.train_round(round_number, partitions, nodes)
         train_s = time.perf_counter() - started
@@ -273,30 +230,24 @@ class FederationServer:
             "bytes_down": bytes_down,
             "bytes_up": sum(_update_bytes(m) for m in replies),
         }
-        decided: UpdateBatch | None = None
+        decided: Decision | None = None
         if len(valid) < s.sampling.min_clients:
             record["skipped"] = f"{len(valid)} valid replies, fewer than sampling.min_clients={s.sampling.min_clients}"
         else:
             t = time.perf_counter()
+            generator = torch.Generator().manual_seed(client_seed(s.seed, round_number, -2))
             try:
-                if self.encrypted is not None:
-                    generator = torch.Generator().manual_seed(client_seed(s.seed, round_number, -2))
-                    decided = self.encrypted.aggregate(valid, generator)
-                else:
-                    batch = self.update_batch(round_number, valid, [self.sender_handles[r.partition] for r in valid])
-                    decided = self.pipeline(batch)
-                    self.global_vector = self.global_vector + s.server.lr * decided.aggregate
-            except BelowMinimum as exc:  # raised before either path changes the global model
+                decided = self.aggregation.aggregate(
+                    round_number, valid, [self.sender_handles[r.partition] for r in valid], generator)
+            except BelowMinimum as exc:  # raised before the aggregation changes the global model
                 record["skipped"] = f"defense: {exc}"
             else:
                 record["aggregate_s"] = time.perf_counter() - t
                 record["accepted"] = int(decided.accepted.sum())
-            if self.encrypted is not None:
-                record.update(self.encrypted.round_costs(valid, record["bytes_up"]))
+            record.update(self.aggregation.round_costs(valid, record["bytes_up"]))
         if self.owner is not None:
-            record.update(self.owner_step(self.owner, round_number))
-        if self.encrypted is not None:
-            self.global_vector = self.evaluator_view()
+            record.update(self.aggregation.owner_step(self.owner, round_number, self.model))
+        self.global_vector = self.aggregation.evaluator_view()
         if round_number % s.evaluation.every == 0 or round_number == s.rounds:
             t = time.perf_counter()
             load_vector(self.model, self.global_vector)
@@ -311,7 +262,7 @@ class FederationServer:
         return record
 
     def client_records(
-        self, round_number: int, valid: list[ValidReply], rejected: list[RejectedReply], decided: UpdateBatch | None
+        self, round_number: int, valid: list, rejected: list[RejectedReply], decided: Decision | None
     ) -> list[dict[str, Any]]:
         """Per-client lines of clients.jsonl: the defense's decision and scores, and the evaluator's
         view of each client's role (added here, after the defense has decided)."""
@@ -350,29 +301,6 @@ class FederationServer:
             records.append({"round": round_number, "client": partition, "failure": failure})
         return records
 
-    def evaluator_view(self) -> torch.Tensor:
-        """The encrypted global model decrypted through the evaluator's grant (logged; never used
-        by the aggregation)."""
-        return self.encrypted.decrypted_with(self.evaluator_key, "global model").to(self.device)
-
-    def owner_step(self, owner: WatermarkOwner, round_number: int) -> dict[str, float]:
-        """The owner embeds (when scheduled) and verifies after aggregation: on the encrypted
-        target layer (FedCrypt under CKKS), on the model decrypted for the owner (other schemes
-        under CKKS, re-encrypted after), or on the plaintext global model. Round-record fields."""
-        if self.encrypted is not None and owner.embeds_on_ciphertexts:
-            start, stop = owner.ciphertext_breaks(self.model)
-            layer, record = owner.after_encrypted_aggregation(
-                round_number, self.encrypted.layer_ciphertext(start, stop), self.embedder_key)
-            self.encrypted.replace_layer_ciphertext(start, layer)
-            return record
-        load_vector(self.model, self.encrypted.decrypted_with(self.owner_key, "global model")
-                    if self.encrypted else self.global_vector)
-        record = owner.after_aggregation(round_number, self.model)
-        self.global_vector = model_vector(self.model)
-        if self.encrypted is not None:
-            self.encrypted.owner_replace(self.global_vector)
-        return record
-
     # -- whole run ----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -381,14 +309,13 @@ class FederationServer:
         try:
             return self._run()
         finally:
-            if self.custody is not None:
-                self.custody.close()
+            self.aggregation.close()
 
     def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
         checkpoint = self.resumed_from
         if checkpoint is not None and (problems := resume_problems(
-            checkpoint, self.scenario_sha256, self.scenario.rounds, self.custody.fingerprint if self.custody else None,
+            checkpoint, self.scenario_sha256, self.scenario.rounds, self.aggregation.key_fingerprint,
             [r["round"] for r in self.run_dir.rounds()],
         )):
             raise FederationError(f"{self.run_dir.path}: cannot resume: " + "; ".join(problems))
@@ -402,12 +329,8 @@ class FederationServer:
             first_round = 1
         else:
             checkpoint.restore_generators()
-            if self.encrypted is not None:  # the checkpoint holds ciphertexts, under the run's kept keys
-                self.encrypted.load_state_dict(checkpoint.components["encrypted"])
-                self.global_vector = self.evaluator_view()
-            else:
-                self.global_vector = checkpoint.global_vector.to(self.device)
-            self.pipeline.load_state_dict(checkpoint.defenses)
+            self.aggregation.load_state_dict(checkpoint.aggregation)
+            self.global_vector = self.aggregation.evaluator_view()
             if self.owner is not None:
                 self.owner.load_state_dict(checkpoint.components["owner"])
             handles = checkpoint.senders
@@ -426,16 +349,11 @@ class FederationServer:
         return self.finish(records, time.perf_counter() - started)
 
     def checkpoint(self, round_number: int, handles: dict[int, int]) -> Checkpoint:
-        """The server's state after ``round_number``; under encryption the global model is kept as
-        ciphertexts only (no plaintext copy in the file)."""
-        components: dict[str, Any] = {}
-        if self.owner is not None:
-            components["owner"] = self.owner.state_dict()
-        if self.encrypted is not None:
-            components["encrypted"] = self.encrypted.state_dict()
-        global_vector = self.global_vector if self.encrypted is None else torch.empty(0)
-        return Checkpoint(round_number, global_vector, self.pipeline.state_dict(), handles, self.scenario_sha256,
-                          self.custody.fingerprint if self.custody else None, components)
+        """The server's state after ``round_number``: the aggregation's (under encryption the
+        global model as ciphertexts only, no plaintext copy), the owner's, the sender handles."""
+        components = {"owner": self.owner.state_dict()} if self.owner is not None else {}
+        return Checkpoint(round_number, self.aggregation.state_dict(), handles, self.scenario_sha256,
+                          self.aggregation.key_fingerprint, components)
 
     def attack_summary(self, evaluated: list[dict[str, Any]]) -> dict[str, Any]:
         """Final and peak ASR, and backdoor durability: rounds from the end of the attack window

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -17,15 +19,21 @@ from fedsec.fl.protocol import (
     VECTOR_KEY,
 )
 
+U = TypeVar("U")
+"""An update as the aggregation reads it (a tensor, or ciphertexts)."""
+
 TRAIN_SECONDS_KEY = "train_s"  # the client's own training time; the round record averages it
 
 
 @dataclass(frozen=True)
-class ValidReply:
-    """A reply that may be aggregated: the update (d,) and what the client reported."""
+class ValidReply(Generic[U]):
+    """A reply that may be aggregated: the update and what the client reported.
+
+    ``update`` is the (d,) tensor of a plaintext reply, or the ciphertexts of an encrypted one.
+    """
 
     partition: int
-    update: torch.Tensor
+    update: U
     num_examples: int
     metrics: dict[str, float]
 
@@ -79,13 +87,53 @@ def check_envelope(
     return ReplyEnvelope(content.array_records[UPDATE_RECORD], num_examples, reported)
 
 
+def checked_reply(
+    reply: Message, expected_partition: int, max_examples: int | None, read_update: Callable[[ArrayRecord], U | str]
+) -> ValidReply[U] | RejectedReply:
+    """The envelope checks (:func:`check_envelope`), then ``read_update`` on the update record: the
+    update, or the reason it is refused."""
+    envelope = check_envelope(reply, expected_partition, max_examples)
+    if isinstance(envelope, RejectedReply):
+        return envelope
+    update = read_update(envelope.update_record)
+    if isinstance(update, str):
+        return RejectedReply(expected_partition, update)
+    return ValidReply(expected_partition, update, envelope.num_examples, envelope.metrics)
+
+
+def read_vector(record: ArrayRecord, dimension: int, max_norm: float | None) -> torch.Tensor | str:
+    """The (d,) float32 update of a plaintext reply, or why it is refused: keys, dtype, shape,
+    payload size, decodability, finiteness, and the L2 norm bound ``max_norm`` (None: none)."""
+    if list(record.keys()) != [VECTOR_KEY]:
+        return f"update record keys {list(record.keys())}, expected [{VECTOR_KEY!r}]"
+    array = record[VECTOR_KEY]
+    if array.dtype != "float32":
+        return f"dtype {array.dtype}, expected float32"
+    if tuple(array.shape) != (dimension,):
+        return f"shape {tuple(array.shape)}, expected ({dimension},)"
+    if len(array.data) > 4 * dimension + 1024:
+        return f"payload of {len(array.data)} bytes for {dimension} values"
+    try:
+        values = np.asarray(array.numpy())
+    except Exception as exc:  # np.load raises several kinds on garbage bytes
+        return f"undecodable payload: {type(exc).__name__}"
+    if values.dtype != np.float32 or values.shape != (dimension,):
+        return f"payload decodes to {values.dtype}{values.shape}, header says float32({dimension},)"
+    update = torch.from_numpy(values)
+    if not torch.isfinite(update).all():
+        return "non-finite values (NaN or Inf)"
+    if max_norm is not None and (norm := update.norm().item()) > max_norm:
+        return f"update norm {norm:.3g} above the bound {max_norm:.3g}"
+    return update
+
+
 def validate_reply(
     reply: Message,
     expected_partition: int,
     dimension: int,
     max_norm: float | None,
     max_examples: int | None = None,
-) -> ValidReply | RejectedReply:
+) -> ValidReply[torch.Tensor] | RejectedReply:
     """Check a train reply's fields, metrics, shape, dtype, payload, finiteness and norm.
 
     ``expected_partition`` is the partition of the node the reply came from; ``dimension`` the
@@ -93,32 +141,4 @@ def validate_reply(
     ``max_examples`` an optional bound on the claimed example count (e.g. the size of the whole
     training set), since FedAvg-style weighting trusts that count (None: no bound).
     """
-
-    def reject(reason: str) -> RejectedReply:
-        return RejectedReply(expected_partition, reason)
-
-    envelope = check_envelope(reply, expected_partition, max_examples)
-    if isinstance(envelope, RejectedReply):
-        return envelope
-    record = envelope.update_record
-    if list(record.keys()) != [VECTOR_KEY]:
-        return reject(f"update record keys {list(record.keys())}, expected [{VECTOR_KEY!r}]")
-    array = record[VECTOR_KEY]
-    if array.dtype != "float32":
-        return reject(f"dtype {array.dtype}, expected float32")
-    if tuple(array.shape) != (dimension,):
-        return reject(f"shape {tuple(array.shape)}, expected ({dimension},)")
-    if len(array.data) > 4 * dimension + 1024:
-        return reject(f"payload of {len(array.data)} bytes for {dimension} values")
-    try:
-        values = np.asarray(array.numpy())
-    except Exception as exc:  # np.load raises several kinds on garbage bytes
-        return reject(f"undecodable payload: {type(exc).__name__}")
-    if values.dtype != np.float32 or values.shape != (dimension,):
-        return reject(f"payload decodes to {values.dtype}{values.shape}, header says float32({dimension},)")
-    update = torch.from_numpy(values)
-    if not torch.isfinite(update).all():
-        return reject("non-finite values (NaN or Inf)")
-    if max_norm is not None and (norm := update.norm().item()) > max_norm:
-        return reject(f"update norm {norm:.3g} above the bound {max_norm:.3g}")
-    return ValidReply(expected_partition, update, envelope.num_examples, envelope.metrics)
+    return checked_reply(reply, expected_partition, max_examples, lambda record: read_vector(record, dimension, max_norm))

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
+import tenseal as ts
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from fedsec.crypto.key_authority import Decryptor
 from fedsec.registry import Registry
+from fedsec.watermark.embedding import fine_tune
+from fedsec.watermark.settings import EmbeddingConfig
 from fedsec.watermark.stats import Verdict
-
-if TYPE_CHECKING:
-    from fedsec.watermark.config import EmbeddingConfig
-
-Secrets = dict[str, Tensor]
+from fedsec.watermark.tensors import Secrets
 
 
 class WatermarkParams(BaseModel):
@@ -31,11 +31,6 @@ class WatermarkParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="Name the scheme is registered under.")
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device the model's parameters live on."""
-    return next(model.parameters()).device
 
 
 def key_seed(key: bytes, purpose: str) -> int:
@@ -47,11 +42,6 @@ def key_seed(key: bytes, purpose: str) -> int:
 def key_generator(key: bytes, purpose: str) -> torch.Generator:
     """A CPU generator seeded from the key for one named use."""
     return torch.Generator().manual_seed(key_seed(key, purpose))
-
-
-def as_input(x: Tensor, device: torch.device) -> Tensor:
-    """uint8 images -> float32 in 0..1 on ``device`` (the models normalise internally)."""
-    return x.to(device).float().div_(255.0)
 
 
 class OwnerPool:
@@ -84,6 +74,9 @@ class Watermark(ABC):
 
     Params: ClassVar[type[WatermarkParams]]
     statistic: ClassVar[str]  # "match", "ber" or "wdr" (see Verdict)
+    embeds_on_ciphertexts: ClassVar[bool] = False
+    """Whether, under encryption, the owner embeds and verifies on the encrypted layer
+    :meth:`ciphertext_layer` names (:meth:`embed_encrypted`) instead of on a decrypted model."""
 
     def __init__(self, params: WatermarkParams, num_classes: int) -> None:
         self.params = params
@@ -103,16 +96,37 @@ class Watermark(ABC):
         """Which secret answers the model gives (bool, one per trigger or bit) and the probability
         that a model without the watermark gives each one by chance."""
 
-    def check(self, model: nn.Module) -> None:
-        """ValueError when the scheme's settings do not fit ``model`` (e.g. a layer it does not have)."""
+    def check(self, model: nn.Module, ciphertext_slots: int | None) -> list[str]:
+        """Why the parameters do not fit ``model``: one line each, naming the parameter; empty when
+        they fit. ``ciphertext_slots``: values one ciphertext holds when the run is encrypted (None
+        otherwise), which the layer :meth:`ciphertext_layer` names must fit in."""
+        layer = None if ciphertext_slots is None else self.ciphertext_layer(model)
+        if layer is None:
+            return []
+        size = dict(model.named_parameters())[layer].numel()
+        if size <= ciphertext_slots:
+            return []
+        return [f"layer: {layer} has {size} values, more than one ciphertext holds ({ciphertext_slots}); choose a "
+                "smaller layer or a larger encryption.poly_modulus_degree"]
+
+    def ciphertext_layer(self, model: nn.Module) -> str | None:
+        """The parameter of ``model`` the scheme marks on ciphertexts (one ciphertext of its own);
+        None for schemes that do not (:attr:`embeds_on_ciphertexts` False)."""
+        return None
 
     def embed(self, model: nn.Module, secrets: Secrets, clean_x: Tensor, clean_y: Tensor,
               settings: EmbeddingConfig, generator: torch.Generator) -> int:
         """Embed ``secrets`` into ``model`` in place; returns the steps taken. By default the owner
         fine-tunes on its clean images (uint8 ``clean_x``, labels ``clean_y``) plus :meth:`loss`."""
-        from fedsec.watermark.embedding import fine_tune  # embedding imports this module
-
         return fine_tune(model, self, secrets, clean_x, clean_y, settings, generator).steps
+
+    def embed_encrypted(self, layer: ts.CKKSVector, secrets: Secrets, key: Decryptor,
+                        settings: EmbeddingConfig | None, false_alarm: float) -> tuple[ts.CKKSVector, int, Verdict]:
+        """:meth:`embed` (unless ``settings`` is None), then :meth:`verify`, on the encrypted layer of
+        :meth:`ciphertext_layer` with the public context only; ``key`` (the key authority's embedder
+        grant) decrypts the detector outputs alone. Returns the new layer, the steps taken and the
+        verdict. Only schemes with :attr:`embeds_on_ciphertexts` implement it."""
+        raise TypeError(f"{self.params.name} does not embed on ciphertexts")
 
     def public(self, secrets: Secrets) -> dict[str, list[str]]:
         """What may be published about the secrets without revealing them (e.g. commitments)."""

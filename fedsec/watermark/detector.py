@@ -25,11 +25,10 @@ from fedsec.watermark.base import (
     Secrets,
     Watermark,
     WatermarkParams,
-    as_input,
     key_generator,
-    model_device,
 )
-from fedsec.watermark.layers import probed_module
+from fedsec.watermark.layers import layer_problems, probed_module
+from fedsec.watermark.tensors import as_input, model_device
 
 
 def module_inputs(model: nn.Module, module: nn.Module, x: Tensor) -> Tensor:
@@ -59,8 +58,8 @@ class Detector(Watermark):
     params: Params
     statistic = "wdr"
 
-    def check(self, model: nn.Module) -> None:
-        probed_module(model, self.params.layer)
+    def check(self, model: nn.Module, ciphertext_slots: int | None) -> list[str]:
+        return layer_problems(lambda: probed_module(model, self.params.layer))
 
     def create(self, key: bytes, pool: OwnerPool, model: nn.Module) -> Secrets:
         p = self.params

@@ -4,12 +4,21 @@ the secret answers reach the target share or the step budget ends."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
-from fedsec.watermark.base import Secrets, Watermark, as_input, model_device
-from fedsec.watermark.config import EmbeddingConfig
+from fedsec.watermark.settings import EmbeddingConfig
+from fedsec.watermark.tensors import Secrets, as_input, model_device
+
+
+class Embeddable(Protocol):
+    """A scheme embedded by fine-tuning: its loss term and the share of its secret answers matched."""
+
+    def loss(self, model: nn.Module, secrets: Secrets, generator: torch.Generator, batch_size: int) -> Tensor: ...
+
+    def score(self, model: nn.Module, secrets: Secrets) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -21,7 +30,7 @@ class EmbedResult:
 
 
 def fine_tune(
-    model: nn.Module, scheme: Watermark, secrets: Secrets, clean_x: Tensor, clean_y: Tensor,
+    model: nn.Module, scheme: Embeddable, secrets: Secrets, clean_x: Tensor, clean_y: Tensor,
     settings: EmbeddingConfig, generator: torch.Generator,
 ) -> EmbedResult:
     """Embed ``secrets`` into ``model`` in place.

@@ -3,20 +3,22 @@ weight tensor, embedded by gradient steps on that tensor alone (no data).
 
 The arithmetic is in :mod:`fedsec.crypto.whitebox`: on a plaintext model the owner runs its
 float64 mirror; under ``encryption: ckks`` the same steps run on the encrypted target layer
-(see :meth:`fedsec.watermark.owner.WatermarkOwner.after_encrypted_aggregation`). A model
-without the watermark reads each secret bit with probability 1/2 (the bits are drawn
-independently of it), which gives the binomial p-value; the statistic is the WDR.
+(:meth:`FedCrypt.embed_encrypted`). A model without the watermark reads each secret bit with
+probability 1/2 (the bits are drawn independently of it), which gives the binomial p-value; the
+statistic is the WDR.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+import tenseal as ts
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from fedsec.crypto.whitebox import Detector, MirrorEmbedder, embed_layer
+from fedsec.crypto.key_authority import Decryptor
+from fedsec.crypto.whitebox import Detector, EncryptedEmbedder, MirrorEmbedder, embed_layer
 from fedsec.watermark.base import (
     WATERMARKS,
     OwnerPool,
@@ -25,9 +27,9 @@ from fedsec.watermark.base import (
     WatermarkParams,
     key_generator,
 )
-
-if TYPE_CHECKING:
-    from fedsec.watermark.config import EmbeddingConfig
+from fedsec.watermark.layers import layer_problems
+from fedsec.watermark.settings import EmbeddingConfig
+from fedsec.watermark.stats import Verdict
 
 
 @WATERMARKS.register("fedcrypt")
@@ -50,6 +52,7 @@ class FedCrypt(Watermark):
 
     params: Params
     statistic = "wdr"
+    embeds_on_ciphertexts = True
 
     def layer_name(self, model: nn.Module) -> str:
         """The parameter the watermark lives in; ValueError when the scenario names no weight of the model."""
@@ -60,8 +63,11 @@ class FedCrypt(Watermark):
             raise ValueError(f"{self.params.layer!r} is not a parameter of the model (known: {', '.join(parameters)})")
         return self.params.layer
 
-    def check(self, model: nn.Module) -> None:
-        self.layer_name(model)
+    def check(self, model: nn.Module, ciphertext_slots: int | None) -> list[str]:
+        return layer_problems(lambda: self.layer_name(model)) or super().check(model, ciphertext_slots)
+
+    def ciphertext_layer(self, model: nn.Module) -> str:
+        return self.layer_name(model)
 
     def create(self, key: bytes, pool: OwnerPool, model: nn.Module) -> Secrets:
         size = dict(model.named_parameters())[self.layer_name(model)].numel()
@@ -99,3 +105,16 @@ class FedCrypt(Watermark):
                                           settings.check_every, self.params.margin)
             weight.copy_(layer.view_as(weight).to(weight))
         return steps
+
+    def embed_encrypted(self, layer: ts.CKKSVector, secrets: Secrets, key: Decryptor,
+                        settings: EmbeddingConfig | None, false_alarm: float) -> tuple[ts.CKKSVector, int, Verdict]:
+        """Homomorphic steps on the encrypted layer; ``key`` decrypts the detector outputs alone."""
+        detector = self.detector(secrets)
+        embedder = EncryptedEmbedder(detector, self.params.lr, self.params.reach, key)
+        steps = 0
+        if settings is None:
+            outputs = embedder.outputs(layer)
+        else:
+            layer, steps, outputs = embed_layer(embedder, detector, layer, settings.max_steps,
+                                                settings.check_every, self.params.margin)
+        return layer, steps, self.verdict(detector.correct(outputs), 0.5, false_alarm)

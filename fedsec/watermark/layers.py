@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 
@@ -27,3 +29,13 @@ def probed_module(model: nn.Module, name: str | None) -> nn.Module:
             raise ValueError(f"{name!r} is not a module of the model")
         return modules[name]
     return [m for m in modules.values() if isinstance(m, nn.Linear)][-1]
+
+
+def layer_problems(find: Callable[[], object]) -> list[str]:
+    """The ValueError ``find()`` raises for a layer the model does not have, as a problem on the
+    scheme's ``layer`` parameter; empty when it finds the layer."""
+    try:
+        find()
+    except ValueError as exc:
+        return [f"layer: {exc}"]
+    return []

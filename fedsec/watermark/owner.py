@@ -21,19 +21,17 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tenseal as ts
 import torch
 from torch import nn
 
 from fedsec.crypto.key_authority import Decryptor
-from fedsec.crypto.whitebox import EncryptedEmbedder, embed_layer
-from fedsec.data.datasets import ImageDataset, load_dataset
+from fedsec.data.datasets import ImageDataset
 from fedsec.models import build_model
 from fedsec.params import vector_slice
-from fedsec.results import SCENARIO_FILE, write_atomic
-from fedsec.scenario import Scenario, load_scenario
+from fedsec.results import write_atomic
 from fedsec.watermark.base import (
     WATERMARKS,
     OwnerPool,
@@ -43,7 +41,6 @@ from fedsec.watermark.base import (
     key_seed,
 )
 from fedsec.watermark.config import WatermarkConfig
-from fedsec.watermark.fedcrypt import FedCrypt
 from fedsec.watermark.plots import plot_watermark
 from fedsec.watermark.stats import Verdict
 
@@ -55,12 +52,46 @@ PLOT_FILE = "watermark.png"
 SECRET_MODE, DIRECTORY_MODE = 0o600, 0o700
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _Outputs(Protocol):
+    @property
+    def plots(self) -> bool: ...
+
+
+class OwnedRun(Protocol):
+    """What the owner reads of its run's scenario (the scenario object has all of it)."""
+
+    @property
+    def name(self) -> str:
+        """Run name, the label of the final plot."""
+
+    @property
+    def seed(self) -> int:
+        """Scenario seed, from which ``key: seeded`` derives the owner's key."""
+
+    @property
+    def rounds(self) -> int:
+        """Rounds of the run; the plot is drawn after the last."""
+
+    @property
+    def model(self) -> _Named:
+        """The model section: ``name`` is the architecture."""
+
+    @property
+    def output(self) -> _Outputs:
+        """The output section: ``plots`` says whether to draw the plot."""
+
+
 def build_scheme(config: WatermarkConfig, num_classes: int) -> Watermark:
     """The scheme object the config names."""
     return WATERMARKS.get(config.scheme.name)(config.scheme, num_classes)
 
 
-def template_model(scenario: Scenario, dataset: ImageDataset) -> nn.Module:
+def template_model(scenario: OwnedRun, dataset: ImageDataset) -> nn.Module:
     """A CPU model of the scenario's architecture (weights are irrelevant; the global random state
     is left as it was, so a watermarked run trains like the same run without the watermark)."""
     with torch.random.fork_rng(devices=[]):
@@ -86,8 +117,8 @@ class WatermarkOwner:
     ----------
     config : WatermarkConfig
         The scenario's watermark section.
-    scenario : Scenario
-        The whole scenario (seed, architecture, rounds).
+    scenario : OwnedRun
+        The run's scenario (seed, architecture, rounds, name, plots).
     dataset : ImageDataset
         The task's data; the owner samples its clean set and natural trigger images from ``train_x``.
     device : torch.device
@@ -96,7 +127,7 @@ class WatermarkOwner:
         The run directory's owner folder; secrets are read from it when present, else drawn and written.
     """
 
-    def __init__(self, config: WatermarkConfig, scenario: Scenario, dataset: ImageDataset,
+    def __init__(self, config: WatermarkConfig, scenario: OwnedRun, dataset: ImageDataset,
                  device: torch.device, owner_dir: Path) -> None:
         self.config, self.scenario, self.device, self.owner_dir = config, scenario, device, owner_dir
         owner_dir.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
@@ -137,14 +168,15 @@ class WatermarkOwner:
     @property
     def embeds_on_ciphertexts(self) -> bool:
         """Whether the scheme embeds into an encrypted layer (FedCrypt) rather than a decrypted model."""
-        return isinstance(self.scheme, FedCrypt)
+        return self.scheme.embeds_on_ciphertexts
 
     def ciphertext_breaks(self, model: nn.Module) -> tuple[int, ...]:
         """Offsets in the model vector where an encrypted layout must start a new ciphertext, so
         that the layer the scheme marks on ciphertexts is one ciphertext of its own."""
-        if not isinstance(self.scheme, FedCrypt):
+        layer = self.scheme.ciphertext_layer(model)
+        if layer is None:
             return ()
-        where = vector_slice(model, self.scheme.layer_name(model))
+        where = vector_slice(model, layer)
         return where.start, where.stop
 
     def after_encrypted_aggregation(self, round_number: int, layer: ts.CKKSVector,
@@ -154,20 +186,9 @@ class WatermarkOwner:
         (``key``: the key authority's embedder grant).
         Returns the new layer ciphertext and the round-record fields."""
         started = time.perf_counter()
-        if not isinstance(self.scheme, FedCrypt):
-            raise TypeError(f"{self.config.scheme.name} does not embed on ciphertexts")
-        detector = self.scheme.detector(self.secrets)
-        params = self.scheme.params
-        embedder = EncryptedEmbedder(detector, params.lr, params.reach, key)
         embedded = self.config.schedule.active(round_number)
-        steps = 0
-        if embedded:
-            settings = self.config.embedding
-            layer, steps, outputs = embed_layer(embedder, detector, layer, settings.max_steps,
-                                                settings.check_every, params.margin)
-        else:
-            outputs = embedder.outputs(layer)
-        verdict = self.scheme.verdict(detector.correct(outputs), 0.5, self.config.false_alarm)
+        layer, steps, verdict = self.scheme.embed_encrypted(
+            layer, self.secrets, key, self.config.embedding if embedded else None, self.config.false_alarm)
         return layer, self._record(round_number, embedded, steps, verdict, started)
 
     def after_aggregation(self, round_number: int, model: nn.Module) -> dict[str, float]:
@@ -191,34 +212,3 @@ class WatermarkOwner:
             plot_watermark({self.scenario.name: self.history}, self.owner_dir.parent / PLOT_FILE,
                            self.config.false_alarm)
         return record
-
-
-def load_owner(run_dir: Path, device: torch.device) -> tuple[WatermarkOwner, Scenario, ImageDataset]:
-    """The owner of a finished (or running) run directory, with its scenario and dataset.
-
-    ValueError when the run has no watermark or its secrets are missing.
-    """
-    from fedsec.scenario import ScenarioError
-
-    try:
-        scenario = load_scenario(run_dir / SCENARIO_FILE)
-    except ScenarioError as exc:
-        raise ValueError(exc.lines[0]) from None
-    if scenario.watermark is None:
-        raise ValueError(f"{run_dir}: the scenario has no watermark section")
-    if not (run_dir / OWNER_DIR / SECRETS_FILE).exists():
-        raise ValueError(f"{run_dir}: no {OWNER_DIR}/{SECRETS_FILE} (not a watermarked run, or not readable)")
-    dataset = load_dataset(scenario.data.dataset, scenario.data.root)
-    return WatermarkOwner(scenario.watermark, scenario, dataset, device, run_dir / OWNER_DIR), scenario, dataset
-
-
-def load_model(path: Path, scenario: Scenario, dataset: ImageDataset, device: torch.device) -> nn.Module:
-    """A model file written by a run (``{"model", "dataset", "state_dict"}``) or by a removal attack,
-    built with the scenario's dataset shape. ValueError when it does not fit."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(payload["model"], dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std)
-        model.load_state_dict(payload["state_dict"])
-    except (OSError, KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"{path}: not a model file of this run ({type(exc).__name__}: {str(exc)[:120]})") from None
-    return model.to(device).eval()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fedsec.watermark.base import Secrets, Watermark, as_input, model_device
+from fedsec.watermark.base import Secrets, Watermark
+from fedsec.watermark.tensors import as_input, model_device
 
 
 @torch.no_grad()

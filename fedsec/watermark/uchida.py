@@ -22,7 +22,7 @@ from fedsec.watermark.base import (
     WatermarkParams,
     key_generator,
 )
-from fedsec.watermark.layers import marked_weight
+from fedsec.watermark.layers import layer_problems, marked_weight
 
 
 @WATERMARKS.register("uchida")
@@ -39,8 +39,8 @@ class Uchida(Watermark):
     params: Params
     statistic = "ber"
 
-    def check(self, model: nn.Module) -> None:
-        marked_weight(model, self.params.layer)
+    def check(self, model: nn.Module, ciphertext_slots: int | None) -> list[str]:
+        return layer_problems(lambda: marked_weight(model, self.params.layer))
 
     def create(self, key: bytes, pool: OwnerPool, model: nn.Module) -> Secrets:
         generator = key_generator(key, "uchida")

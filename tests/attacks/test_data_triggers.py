@@ -107,6 +107,20 @@ def test_dba_attacker_stamps_its_own_part_in_training() -> None:
         DBA(DBA.Params(), local_part=4)
 
 
+def test_dba_scores_the_full_pattern_and_each_part_and_checks_that_it_fits() -> None:
+    a = build_data_attack({"name": "dba"})
+    x = zeros(size=28)
+    triggers = a.test_triggers()
+    assert list(triggers) == ["asr", "asr_part0", "asr_part1", "asr_part2", "asr_part3"]
+    assert torch.equal(triggers["asr"](x), a.apply_test_trigger(x))
+    assert torch.equal(triggers["asr_part2"](x), a.apply_part(x, 2))
+    assert a.check((1, 28, 28), 10) == []
+    assert a.check((1, 8, 8), 10) == ["offset: the DBA pattern does not fit a 8x8 image (move it, or shrink it: "
+                                      "num_parts, part_height, part_width, gap, parts_per_row)"]
+    badnets = build_data_attack({"name": "badnets"})
+    assert list(badnets.test_triggers()) == ["asr"] and badnets.check((1, 8, 8), 10) == []
+
+
 def test_wanet_zero_strength_is_the_identity() -> None:
     x = torch.randint(0, 256, (3, 3, 32, 32), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
     assert torch.equal(build_data_attack({"name": "wanet", "strength": 0.0}).apply_test_trigger(x), x)

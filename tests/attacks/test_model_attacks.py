@@ -92,6 +92,15 @@ def test_neurotoxin_zeroes_exactly_the_top_fraction_of_the_benign_reference() ->
     assert (out[top] == 0).all() and (out == 0).sum() == 5 and (out[mask] == 1).all()
 
 
+def test_training_hooks_are_off_unless_the_attack_changes_local_training() -> None:
+    reference, center = torch.randn(D), torch.full((D,), 5.0)
+    assert attack("scaling").gradient_mask(reference) is None and attack("scaling").training_penalty(center) is None
+    assert attack("constrain-scale").training_penalty(center) is None
+    penalty = attack("constrain-scale", anomaly_weight=0.5).training_penalty(center)
+    assert penalty is not None and penalty(torch.full((D,), 8.0)).item() == pytest.approx(0.5 * 9 * D)
+    assert attack("neurotoxin").training_penalty(center) is None
+
+
 def test_gaussian_noise_is_reproducible_and_has_the_given_std() -> None:
     u = torch.zeros(D * 100)
     big = ModelAttackContext(

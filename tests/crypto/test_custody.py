@@ -19,7 +19,6 @@ import torch
 from fedsec.crypto.config import EncryptionConfig
 from fedsec.crypto.context import Needs, ckks_parameters
 from fedsec.crypto.custody import KeyCustody, RemoteGrant
-from fedsec.crypto.federation import EncryptedFederation, grant_budgets, grant_purposes
 from fedsec.crypto.key_authority import (
     DECRYPTIONS_FILE,
     EVALUATOR,
@@ -33,6 +32,7 @@ from fedsec.crypto.key_authority import (
     KeyMismatch,
 )
 from fedsec.crypto.packing import encrypt_vector
+from fedsec.fl.encrypted_aggregation import EncryptedFederation, grant_budgets, grant_purposes
 from fedsec.scenario import parse_scenario
 
 MODEL_SIZE = 6000
@@ -124,7 +124,7 @@ def test_the_secret_key_never_enters_the_callers_process(tmp_path: Path) -> None
         from fedsec.crypto.custody import KeyCustody
         from fedsec.crypto.packing import encrypt_vector
         from tests.crypto.test_custody import PARAMS, SCENARIO, MODEL_SIZE
-        from fedsec.crypto.federation import grant_purposes, grant_budgets
+        from fedsec.fl.encrypted_aggregation import grant_purposes, grant_budgets
         custody = KeyCustody(PARAMS, Path({str(tmp_path)!r}), MODEL_SIZE, grant_purposes(SCENARIO), grant_budgets(SCENARIO))
         model = encrypt_vector(custody.public_context, torch.ones(MODEL_SIZE), PARAMS.slots)
         assert custody.take("evaluator").decrypt(model, "model")[0][0] > 0.99

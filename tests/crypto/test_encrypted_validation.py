@@ -11,15 +11,14 @@ import torch
 from flwr.app import Array, ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 
 from fedsec.crypto.key_authority import KeyAuthority
+from fedsec.crypto.layout import CiphertextLayout
 from fedsec.crypto.packing import chunk_bounds, encrypt_vector
-from fedsec.crypto.transport import (
-    CiphertextLayout,
-    EncryptedReply,
+from fedsec.fl.encrypted_transport import (
     chunks_record,
     validate_encrypted_reply,
 )
 from fedsec.fl.protocol import METRICS_RECORD, NUM_EXAMPLES_KEY, PARTITION_KEY, UPDATE_RECORD
-from fedsec.fl.validation import RejectedReply
+from fedsec.fl.validation import RejectedReply, ValidReply
 from tests.crypto.conftest import MODEL_SIZE
 
 PARTITION = 3
@@ -90,4 +89,4 @@ def test_malformed_encrypted_reply_is_rejected(authority: KeyAuthority, kind: st
 def test_an_honest_encrypted_reply_passes(authority: KeyAuthority) -> None:
     checked = validate_encrypted_reply(reply(chunks_record(chunks(authority))), PARTITION,
                                        authority.public_context(), layout(authority), max_examples=10_000)
-    assert isinstance(checked, EncryptedReply) and checked.num_examples == 50
+    assert isinstance(checked, ValidReply) and checked.num_examples == 50

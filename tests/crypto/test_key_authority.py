@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import tenseal as ts
 import torch
 
-from fedsec.crypto.config import ENCRYPTED_DEFENSES, EncryptionConfig
+from fedsec.crypto.config import EncryptionConfig
 from fedsec.crypto.context import Needs, ckks_parameters
-from fedsec.crypto.defenses import HE_STAGES
 from fedsec.crypto.key_authority import DecryptionRefused, KeyAuthority
 from fedsec.crypto.packing import (
     chunk_bounds,
@@ -20,7 +20,20 @@ from fedsec.crypto.packing import (
     encrypt_vector,
     serialize_chunks,
 )
-from fedsec.crypto.scalars import inner_product
+from fedsec.crypto.scalars import EncryptedScalars, inner_product
+from fedsec.defenses import (
+    DEFENSES,
+    Decision,
+    Defense,
+    Kind,
+    Scalar,
+    ScalarBatch,
+    ScalarSource,
+    UpdateBatch,
+    encrypted_defense_problem,
+    run_scalar_pipeline,
+)
+from fedsec.defenses.base import register
 from tests.crypto.conftest import MODEL_SIZE
 
 
@@ -83,5 +96,50 @@ def test_chain_is_the_shortest_that_fits() -> None:
         ckks_parameters(EncryptionConfig(mode="ckks", coeff_mod_bit_sizes=[60, 40, 60]), Needs(depth=2, rotations=False))
 
 
-def test_every_encryptable_defense_has_an_encrypted_stage() -> None:
-    assert set(ENCRYPTED_DEFENSES) == set(HE_STAGES)
+def test_a_defense_is_encryptable_exactly_when_it_decides_on_scalars() -> None:
+    for name in DEFENSES.names():
+        cls = DEFENSES.get(name)
+        assert cls().encryptable == (cls.on_scalars is not Defense.on_scalars), name
+        assert (encrypted_defense_problem(0, name, "ckks") is None) == cls().encryptable, name
+
+
+def test_a_new_defense_with_a_scalar_path_runs_on_ciphertexts_with_no_other_registration(
+    authority: KeyAuthority, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))  # the registration is undone after
+
+    @register("test-small-norms")
+    class SmallNorms(Defense):
+        """Rejects rows of norm above 1."""
+
+        kind = Kind.SCREEN
+
+        def needs(self) -> frozenset[Scalar]:
+            return frozenset({Scalar.NORMS})
+
+        def decide(self, batch: UpdateBatch) -> Decision:
+            return Decision(keep=batch.updates.norm(dim=1) <= 1.0)
+
+        def on_scalars(self, batch: ScalarBatch) -> ScalarBatch:
+            index = batch.accepted.nonzero().squeeze(1)
+            accepted = batch.accepted.clone()
+            accepted[index] = batch.norms(index) <= 1.0
+            return replace(batch, accepted=accepted)
+
+    assert SmallNorms().encryptable and encrypted_defense_problem(1, "test-small-norms", "ckks") is None
+    assert "test-small-norms" in encrypted_defense_problem(0, "median", "ckks")
+
+    public, slots = authority.public_context(), authority.params.slots
+    rows = torch.zeros(3, MODEL_SIZE)
+    rows[:, 0] = torch.tensor([0.5, 2.0, 0.9])
+    whats: list[str] = []
+
+    def decrypt(cts, what):
+        whats.append(what)
+        return authority.decrypt(cts, what, why="test defense", requester="server")
+
+    scalars = EncryptedScalars([encrypt_vector(public, row, slots) for row in rows], decrypt)
+    assert isinstance(scalars, ScalarSource)
+    decided = run_scalar_pipeline([SmallNorms()], scalars, torch.ones(3), MODEL_SIZE)
+    assert decided.accepted.tolist() == [True, False, True]
+    assert whats == ["squared norms of client updates"]  # only what needs() declared

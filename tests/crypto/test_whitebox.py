@@ -4,7 +4,6 @@ embedder (no secret key) gets nothing decrypted but detector outputs."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import tenseal as ts
@@ -22,6 +21,7 @@ from fedsec.crypto.whitebox import (
 )
 
 LAYER, BITS, LR, REACH, MARGIN = 24, 8, 2.0, 0.15, 0.1
+CKKS_NOISE = 3e-3
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,11 @@ def test_encrypted_embedding_matches_the_mirror(deep_authority: KeyAuthority) ->
     cipher_layer, cipher_steps, cipher_outputs = embed_layer(encrypted, detector, start, 20, 1, MARGIN)
     assert 0 < plain_steps == cipher_steps < 20
     assert detector.correct(plain_outputs).all() and detector.correct(cipher_outputs).all()
-    assert (plain_outputs - cipher_outputs).abs().max().item() < 1e-3
+    # CKKS noise at scale 2^33 after 4 steps and their refreshes, measured over 75 fresh key sets:
+    # outputs within 9e-4, the layer within 1.5e-3 of the mirror (a 1e-3 bound failed 1 run in 5).
+    assert (plain_outputs - cipher_outputs).abs().max().item() < CKKS_NOISE
     (values,) = deep_authority.decrypt([cipher_layer], "test", "compare with the mirror", "owner")
-    assert (plain_layer - torch.from_numpy(values)).abs().max().item() < 1e-3
+    assert (plain_layer - torch.from_numpy(values)).abs().max().item() < CKKS_NOISE
     log = [json.loads(line) for line in log_path.read_text().splitlines()[lines_before:]]
     decryptions = [e for e in log if e["requester"] == EMBEDDER and e["action"] == "decrypt"]
     assert [e["values"] for e in decryptions] == [BITS] * (cipher_steps + 1)  # one check per step

@@ -10,7 +10,14 @@ from typer.testing import CliRunner
 
 from fedsec.cli import app
 from fedsec.experiments.grid import (
-    SweepSpec, cell_mapping, cells, load_sweep_file, make_axis, parse_grid_option, set_path, value_label,
+    SweepSpec,
+    cell_mapping,
+    cells,
+    load_sweep_file,
+    make_axis,
+    parse_grid_option,
+    set_path,
+    value_label,
 )
 from fedsec.experiments.sweep import plan
 from fedsec.scenario import ScenarioError

@@ -9,8 +9,8 @@ import torch
 
 from fedsec.data.datasets import ImageDataset, load_dataset
 from fedsec.models import build_model
-from fedsec.scenario import ClientConfig, Scenario, parse_scenario
-from fedsec.training import train_local
+from fedsec.scenario import Scenario, parse_scenario
+from fedsec.training import ClientConfig, train_local
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fedsec.results import RunDirectory
-from fedsec.watermark.config import WatermarkSchedule
 from fedsec.watermark.owner import WatermarkOwner
+from fedsec.watermark.settings import WatermarkSchedule
 
 
 def test_secrets_are_owner_only_files(scenario_with, digits, owner_dir: Path) -> None:

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from fedsec.models import build_model
-from fedsec.watermark.config import EmbeddingConfig
 from fedsec.watermark.keyed_labels import KeyedLabels
 from fedsec.watermark.removal import RemovalContext, build_removal
 from fedsec.watermark.removal.base import weights
+from fedsec.watermark.settings import EmbeddingConfig
 from fedsec.watermark.trigger_set import predicted_labels
 
 

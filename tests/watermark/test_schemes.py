@@ -9,6 +9,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
+from fedsec.models import build_model
+from fedsec.watermark.base import WATERMARKS
 from fedsec.watermark.keyed_labels import keyed_labels
 from fedsec.watermark.mixup import blend
 from fedsec.watermark.noise_patterns import matches_commitments
@@ -22,6 +24,23 @@ SCHEMES = [
     {"name": "detector", "bits": 64, "triggers": 16},
     {"name": "fedcrypt", "bits": 32},
 ]
+
+
+def test_only_fedcrypt_marks_a_layer_on_ciphertexts_and_it_must_fit_one(digits) -> None:
+    model = build_model("cnn", digits.image_shape, digits.num_classes, digits.mean, digits.std)
+    fedcrypt = WATERMARKS.get("fedcrypt")(WATERMARKS.get("fedcrypt").Params(), 10)
+    last = fedcrypt.ciphertext_layer(model)
+    size = dict(model.named_parameters())[last].numel()
+    assert fedcrypt.embeds_on_ciphertexts and fedcrypt.check(model, size) == [] and fedcrypt.check(model, None) == []
+    assert fedcrypt.check(model, size - 1) == [
+        f"layer: {last} has {size} values, more than one ciphertext holds ({size - 1}); choose a smaller layer "
+        "or a larger encryption.poly_modulus_degree"]
+    for name in ("uchida", "noise-patterns"):
+        scheme = WATERMARKS.get(name)(WATERMARKS.get(name).Params(), 10)
+        assert not scheme.embeds_on_ciphertexts and scheme.ciphertext_layer(model) is None
+        assert scheme.check(model, 1) == []
+        with pytest.raises(TypeError, match="does not embed on ciphertexts"):
+            scheme.embed_encrypted(None, {}, None, None, 1e-6)
 
 
 def test_keyed_labels_depend_on_key_and_image_only(scenario_with, ) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple, Self
 
 import torch
@@ -59,8 +59,8 @@ class DataAttack(ABC):
     """A data poisoning method: a training-time trigger, a test-time trigger and a label map.
 
     Subclasses declare ``Params`` and implement :meth:`_train_trigger`; they override
-    :meth:`_test_trigger`, :meth:`eligible`, :meth:`target_labels` or :meth:`asr_mask`
-    only where they differ from a dirty-label backdoor.
+    :meth:`_test_trigger`, :meth:`eligible`, :meth:`target_labels`, :meth:`asr_mask`,
+    :meth:`test_triggers` or :meth:`check` only where they differ from a dirty-label backdoor.
     """
 
     Params: ClassVar[type[DataAttackParams]]
@@ -107,6 +107,16 @@ class DataAttack(ABC):
         """Trigger every row of ``x`` as the evaluator does to measure the attack success rate."""
         check_images(x)
         return self._test_trigger(x)
+
+    def test_triggers(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        """The triggers the evaluator scores, by metric name: ``asr`` for :meth:`apply_test_trigger`,
+        plus any the method also scores alone (DBA's parts)."""
+        return {"asr": self.apply_test_trigger}
+
+    def check(self, image_shape: tuple[int, int, int], num_classes: int) -> list[str]:
+        """Why the parameters do not fit images of ``image_shape`` (C, H, W) from ``num_classes``
+        classes: one line each, naming the parameter; none by default."""
+        return []
 
     def poison(self, x: Tensor, y: Tensor, generator: torch.Generator) -> PoisonedBatch:
         """Poison ``poison_fraction`` of the eligible rows of a batch (rows drawn from ``generator``).

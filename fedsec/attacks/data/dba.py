@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Literal, Self
 
 import torch
@@ -72,3 +74,15 @@ class DBA(DataAttack):
 
     def _test_trigger(self, x: Tensor) -> Tensor:
         return self.apply_part(x, None)
+
+    def test_triggers(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        """``asr`` for the full pattern and ``asr_part<i>`` for each local part alone."""
+        parts = {f"asr_part{i}": partial(self.apply_part, part=i) for i in range(self.params.num_parts)}
+        return {**super().test_triggers(), **parts}
+
+    def check(self, image_shape: tuple[int, int, int], num_classes: int) -> list[str]:
+        try:
+            self.part_masks(*image_shape[1:])
+        except ValueError as exc:
+            return [f"offset: {exc} (move it, or shrink it: num_parts, part_height, part_width, gap, parts_per_row)"]
+        return []

@@ -7,7 +7,7 @@ vectorised torch on whatever device the update lives on.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -68,12 +68,28 @@ class ModelAttackParams(AttackParams):
 
 
 class ModelAttack(ABC):
-    """Turns a client's benign update into a malicious one."""
+    """Turns a client's benign update into a malicious one.
+
+    An attack that also changes the attacker's local training overrides :meth:`gradient_mask`
+    or :meth:`training_penalty`.
+    """
 
     Params: ClassVar[type[ModelAttackParams]]
 
     def __init__(self, params: ModelAttackParams) -> None:
         self.params = params
+
+    def gradient_mask(self, benign_reference: Tensor) -> Tensor | None:
+        """Bool ``(d,)`` mask, over the model's float state, of the coordinates local training may
+        change (the others' gradients are zeroed), built from the mean benign update the attacker
+        knows; None (the default) leaves every gradient as it is."""
+        return None
+
+    def training_penalty(self, global_parameters: Tensor) -> Callable[[Tensor], Tensor] | None:
+        """A term added to the local training loss: a scalar function of the flattened model
+        parameters, given the global model's (``(p,)``, in ``parameters()`` order); None (the
+        default) adds nothing."""
+        return None
 
     @abstractmethod
     def __call__(self, update: Tensor, ctx: ModelAttackContext) -> Tensor:

@@ -7,6 +7,8 @@ scales the final update and projects it into the ball.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
 from pydantic import Field
@@ -59,6 +61,12 @@ class ConstrainScale(ModelAttack):
         )
 
     params: Params
+
+    def training_penalty(self, global_parameters: Tensor) -> Callable[[Tensor], Tensor] | None:
+        """:func:`anomaly_evasion_loss` with ``anomaly_weight`` (None when it is 0)."""
+        if self.params.anomaly_weight == 0:
+            return None
+        return partial(anomaly_evasion_loss, global_vector=global_parameters, weight=self.params.anomaly_weight)
 
     def radius(self, update: Tensor, ctx: ModelAttackContext) -> float | Tensor:
         """The L2 bound: ``radius`` if given, else the median norm of the benign reference updates."""

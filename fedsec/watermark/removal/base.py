@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from fedsec.data.datasets import ImageDataset
 from fedsec.registry import Registry
 from fedsec.watermark.base import Watermark
-from fedsec.watermark.config import EmbeddingConfig
+from fedsec.watermark.settings import EmbeddingConfig
 
 
 class RemovalParams(BaseModel):

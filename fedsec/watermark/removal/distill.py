@@ -8,13 +8,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from fedsec.watermark.base import as_input, model_device
 from fedsec.watermark.removal.base import (
     REMOVALS,
     Removal,
     RemovalContext,
     RemovalParams,
 )
+from fedsec.watermark.tensors import as_input, model_device
 
 
 @REMOVALS.register("distill")

@@ -7,13 +7,14 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from fedsec.watermark.base import model_device
+from fedsec.training import ClientConfig, train_local
 from fedsec.watermark.removal.base import (
     REMOVALS,
     Removal,
     RemovalContext,
     RemovalParams,
 )
+from fedsec.watermark.tensors import model_device
 
 
 @REMOVALS.register("finetune")
@@ -31,9 +32,6 @@ class FineTune(Removal):
     strength = "epochs"
 
     def __call__(self, model: nn.Module, context: RemovalContext) -> nn.Module:
-        from fedsec.scenario import ClientConfig
-        from fedsec.training import train_local
-
         p = self.params
         if p.epochs == 0:
             return model

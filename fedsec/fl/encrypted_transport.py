@@ -1,4 +1,4 @@
-"""Ciphertexts in Flower messages: encrypted vectors as records, client-side coding, server-side checks.
+"""Ciphertexts in Flower messages: encrypted vectors as records, client-side coding, reply checks.
 
 An encrypted vector travels as an ArrayRecord of uint8 arrays, one per ciphertext chunk,
 keyed "0", "1", ... in chunk order. The train config carries the key set's public
@@ -10,11 +10,9 @@ client sends ``c_i * update`` encrypted, so that FedAvg is a plain sum of cipher
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import tenseal as ts
@@ -22,6 +20,7 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 
 from fedsec.crypto.key_authority import KEY_FILE_ENV, load_secret_context
+from fedsec.crypto.layout import CiphertextLayout
 from fedsec.crypto.packing import (
     decrypt_vector,
     deserialize_chunks,
@@ -31,7 +30,7 @@ from fedsec.crypto.packing import (
 from fedsec.fl.protocol import (
     SAMPLED_KEY,
 )
-from fedsec.fl.validation import RejectedReply, check_envelope
+from fedsec.fl.validation import RejectedReply, ValidReply, checked_reply
 
 HE_FINGERPRINT_KEY = "he-key-fingerprint"
 HE_COEFFICIENTS_KEY = "he-coefficients"
@@ -86,53 +85,20 @@ def client_update_record(update: torch.Tensor, partition: int, config: ConfigRec
 # -- server side ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EncryptedReply:
-    """A reply whose encrypted update may be aggregated."""
-
-    partition: int
-    chunks: list[ts.CKKSVector]
-    num_examples: int
-    metrics: dict[str, float]
-
-
-@dataclass(frozen=True)
-class CiphertextLayout:
-    """What every encrypted update must look like.
-
-    Attributes
-    ----------
-    bounds : list of (int, int)
-        (start, stop) of every chunk in the model vector.
-    max_chunk_bytes : int
-        Largest serialized chunk accepted, in bytes.
-    scale : float
-        Encoding scale of a fresh ciphertext (2^scale_bits).
-    primes : int
-        RNS primes of a fresh ciphertext (the modulus chain less the special prime).
-    """
-
-    bounds: list[tuple[int, int]]
-    max_chunk_bytes: int
-    scale: float
-    primes: int
-
-    def problem(self, chunk: ts.CKKSVector) -> str | None:
-        """Why ``chunk`` is not a fresh, relinearized ciphertext at full level and scale, or None."""
-        for part in chunk.ciphertext():
-            if part.size() != 2 or part.is_transparent():
-                return f"ciphertext with {part.size()} polynomials (transparent: {part.is_transparent()}), expected 2"
-            if part.coeff_modulus_size() != self.primes:
-                return f"ciphertext at {part.coeff_modulus_size()} primes, expected a fresh one at {self.primes}"
-            if abs(part.scale / self.scale - 1) > 1e-9:
-                return f"ciphertext at scale 2^{math.log2(part.scale):.2f}, expected 2^{math.log2(self.scale):.0f}"
-        return None
+def read_ciphertexts(record: ArrayRecord, context: ts.Context, layout: CiphertextLayout) -> list[ts.CKKSVector] | str:
+    """The ciphertexts of an encrypted update record, or why they are refused (see
+    :meth:`fedsec.crypto.layout.CiphertextLayout.read`)."""
+    try:
+        blobs = record_blobs(record)
+    except Exception as exc:  # noqa: BLE001 (np.load raises several kinds on garbage bytes)
+        return f"undecodable encrypted update: {type(exc).__name__}"
+    return layout.read(context, blobs)
 
 
 def validate_encrypted_reply(
     reply: Message, expected_partition: int, context: ts.Context, layout: CiphertextLayout,
     max_examples: int | None = None,
-) -> EncryptedReply | RejectedReply:
+) -> ValidReply[list[ts.CKKSVector]] | RejectedReply:
     """Check an encrypted train reply: envelope (as plaintext replies, example count at most
     ``max_examples``), chunk count, bytes, decodability, sizes, and that every chunk is a fresh
     ciphertext (level, scale, two polynomials).
@@ -140,31 +106,5 @@ def validate_encrypted_reply(
     Values cannot be checked (finiteness, norm) without the secret key: defenses on
     ciphertexts take that role.
     """
-
-    def reject(reason: str) -> RejectedReply:
-        return RejectedReply(expected_partition, reason)
-
-    envelope = check_envelope(reply, expected_partition, max_examples)
-    if isinstance(envelope, RejectedReply):
-        return envelope
-    record = envelope.update_record
-    try:
-        blobs = record_blobs(record)
-    except Exception as exc:  # noqa: BLE001 (np.load raises several kinds on garbage bytes)
-        return reject(f"undecodable encrypted update: {type(exc).__name__}")
-    bounds = layout.bounds
-    if len(blobs) != len(bounds):
-        return reject(f"{len(blobs)} ciphertexts, expected {len(bounds)}")
-    if (largest := max(len(b) for b in blobs)) > layout.max_chunk_bytes:
-        return reject(f"ciphertext of {largest} bytes, at most {layout.max_chunk_bytes} expected")
-    try:
-        chunks = deserialize_chunks(context, blobs)
-    except Exception as exc:  # noqa: BLE001 (TenSEAL raises several kinds on garbage bytes)
-        return reject(f"undecodable ciphertext: {type(exc).__name__}")
-    sizes = [chunk.size() for chunk in chunks]
-    if sizes != [b - a for a, b in bounds]:
-        return reject(f"ciphertext sizes {sizes[:3]}..., expected {[b - a for a, b in bounds][:3]}...")
-    for chunk in chunks:
-        if problem := layout.problem(chunk):
-            return reject(problem)
-    return EncryptedReply(expected_partition, chunks, envelope.num_examples, envelope.metrics)
+    return checked_reply(reply, expected_partition, max_examples,
+                         lambda record: read_ciphertexts(record, context, layout))

@@ -1,5 +1,5 @@
 """``fedsec verify``, ``fedsec attack-watermark`` and ``fedsec watermark-plot`` (typer functions,
-registered in :mod:`fedsec.cli`)."""
+registered in :mod:`fedsec.cli`), and how they load a watermarked run."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import torch
 import typer
+from torch import nn
 
-from fedsec.results import MODEL_FILE, RunDirectory, write_atomic
-from fedsec.scenario import parse_value, validation_lines
+from fedsec.data.datasets import ImageDataset, load_dataset
+from fedsec.models import build_model
+from fedsec.results import MODEL_FILE, SCENARIO_FILE, RunDirectory, write_atomic
+from fedsec.scenario import Scenario, ScenarioError, load_scenario, parse_value, validation_lines
+from fedsec.watermark.owner import OWNER_DIR, SECRETS_FILE, WatermarkOwner, template_model
 
 EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -53,17 +58,45 @@ def _read(load: Callable[[], T], source: Path, torch_file: Path) -> T:
         raise _bad_input(text if text.startswith(str(source)) else f"{source}: {text}") from None
 
 
+def load_owner(run_dir: Path, device: torch.device) -> tuple[WatermarkOwner, Scenario, ImageDataset]:
+    """The owner of a finished (or running) run directory, with its scenario and dataset.
+
+    ValueError when the run has no watermark or its secrets are missing.
+    """
+    try:
+        scenario = load_scenario(run_dir / SCENARIO_FILE)
+    except ScenarioError as exc:
+        raise ValueError(exc.lines[0]) from None
+    if scenario.watermark is None:
+        raise ValueError(f"{run_dir}: the scenario has no watermark section")
+    if not (run_dir / OWNER_DIR / SECRETS_FILE).exists():
+        raise ValueError(f"{run_dir}: no {OWNER_DIR}/{SECRETS_FILE} (not a watermarked run, or not readable)")
+    dataset = load_dataset(scenario.data.dataset, scenario.data.root)
+    return WatermarkOwner(scenario.watermark, scenario, dataset, device, run_dir / OWNER_DIR), scenario, dataset
+
+
+def load_model(path: Path, dataset: ImageDataset, device: torch.device) -> nn.Module:
+    """A model file written by a run (``{"model", "dataset", "state_dict"}``) or by a removal attack,
+    built with the dataset's shape. ValueError when it does not fit."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(payload["model"], dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std)
+        model.load_state_dict(payload["state_dict"])
+    except (OSError, KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a model file of this run ({type(exc).__name__}: {str(exc)[:120]})") from None
+    return model.to(device).eval()
+
+
 def _load(run: Path, model_file: Path | None):
     """The run's owner, scenario, dataset and the model to check; one-line exit 2 on bad input."""
     from fedsec.training import resolve_device
-    from fedsec.watermark.owner import OWNER_DIR, SECRETS_FILE, load_model, load_owner
 
     if not run.is_dir():
         raise _bad_input(f"{run}: not a run directory")
     device = resolve_device("auto")
     owner, scenario, dataset = _read(lambda: load_owner(run, device), run, run / OWNER_DIR / SECRETS_FILE)
     path = model_file or run / MODEL_FILE
-    model = _read(lambda: load_model(path, scenario, dataset, device), path, path)
+    model = _read(lambda: load_model(path, dataset, device), path, path)
     return owner, scenario, dataset, model
 
 
@@ -92,7 +125,6 @@ def attack_watermark(
     from pydantic import ValidationError
 
     from fedsec.training import evaluate
-    from fedsec.watermark.owner import template_model
     from fedsec.watermark.removal import REMOVALS, RemovalContext, build_removal
 
     if all_ == (attack is not None):
@@ -154,7 +186,6 @@ def watermark_plot(
 ) -> None:
     """Plot the watermark statistic and its evidence (bits) per round for several runs."""
     from fedsec.experiments.report import read_rounds
-    from fedsec.scenario import ScenarioError, load_scenario
     from fedsec.watermark.plots import plot_watermark
 
     records = {}

@@ -1,60 +1,80 @@
-"""The aggregation server's encrypted state and round step: it holds ciphertexts and a public context.
+"""Aggregation on ciphertexts: the server holds CKKS ciphertexts and a public context only.
 
 FedAvg without defenses needs no multiplication: each sampled client encrypts
 ``lr * n_i / sum_j n_j * update`` (the server sends the coefficients, computed from the
 example counts clients declared when they connected), and the server only adds
 ciphertexts. When replies are missing the sum is rescaled by one plaintext factor (one
 level). With defenses, clients send their plain update encrypted, the stages decide from
-decrypted per-client scalars (fedsec.crypto.defenses), and the aggregate is a weighted sum
-with plaintext coefficients (one level).
+decrypted per-client scalars (each defense's ``on_scalars``), and the aggregate is a weighted
+sum with plaintext coefficients (one level).
+
+Two objects: :class:`EncryptedFederation` is the aggregation server (ciphertexts, the public
+context, the key authority's ``server`` grant); :class:`EncryptedAggregation` is what the round
+loop talks to: it starts the key authority's process and holds the other parties' grants (the
+evaluator's, the owner's), which the server object cannot reach.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tenseal as ts
 import torch
-from flwr.app import ArrayRecord, Message
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from torch import nn
 
 from fedsec.crypto.aggregation import add, encrypted_sum, encrypted_weighted_sum
 from fedsec.crypto.context import Needs, ckks_parameters
-from fedsec.crypto.defenses import EncryptedScalars, run_encrypted_pipeline
+from fedsec.crypto.custody import KeyCustody
 from fedsec.crypto.key_authority import EMBEDDER, EVALUATOR, OWNER, SERVER, Decryptor
+from fedsec.crypto.layout import CiphertextLayout
 from fedsec.crypto.packing import chunk_bounds, deserialize_chunks, encrypt_vector, serialize_chunks
-from fedsec.crypto.transport import (
+from fedsec.crypto.scalars import EncryptedScalars
+from fedsec.crypto.whitebox import STEP_NEEDS
+from fedsec.defenses import Scalar, build_pipeline, run_scalar_pipeline
+from fedsec.fl.aggregation import Aggregation, Decision
+from fedsec.fl.encrypted_transport import (
     HE_BREAKS_KEY,
     HE_COEFFICIENTS_KEY,
     HE_FINGERPRINT_KEY,
     HE_SLOTS_KEY,
-    CiphertextLayout,
-    EncryptedReply,
     chunks_record,
     validate_encrypted_reply,
 )
-from fedsec.crypto.whitebox import STEP_NEEDS
-from fedsec.defenses import build_pipeline
-from fedsec.fl.validation import RejectedReply
+from fedsec.fl.protocol import CONFIG_RECORD, NUM_EXAMPLES_KEY, SCENARIO_KEY
+from fedsec.fl.validation import RejectedReply, ValidReply
+from fedsec.params import load_vector, model_vector
 from fedsec.scenario import Scenario
+from fedsec.watermark import WATERMARKS
+from fedsec.watermark.owner import WatermarkOwner
 
+
+def _scalars_needed(scenario: Scenario) -> frozenset[Scalar]:
+    """The per-client scalars the scenario's defenses decide from (their ``needs()``)."""
+    stages = build_pipeline([spec.model_dump() for spec in scenario.defenses]).stages
+    return frozenset().union(*(stage.needs() for stage in stages))
+
+
+def _whitebox_on_ciphertexts(scenario: Scenario) -> bool:
+    """Whether the scenario's watermark scheme embeds on the encrypted layer (its hook)."""
+    return scenario.watermark is not None and WATERMARKS.get(scenario.watermark.scheme.name).embeds_on_ciphertexts
 
 
 def operation_needs(scenario: Scenario) -> Needs:
     """Depth and rotations of a scenario's encrypted operations.
 
-    One level always (a plaintext factor on the sum or the weighted sum); a second one when
-    FLAME compares local models (inner products with the global model, which sits one level
-    down after the first aggregation). Slot sums (per-client scalars) need Galois keys. A
-    FedCrypt watermark's homomorphic steps need three levels and rotations.
+    One level always (a plaintext factor on the sum or the weighted sum); a second one when a
+    defense needs inner products with the global model (FLAME on local models: the global model
+    sits one level down after the first aggregation). Any per-client scalar is a slot sum, which
+    needs Galois keys. A FedCrypt watermark's homomorphic steps need three levels and rotations.
     """
-    names = {spec.name for spec in scenario.defenses}
-    models = any(getattr(spec, "distance", None) == "models" for spec in scenario.defenses if spec.name == "flame")
-    needs = Needs(depth=2 if models else 1, rotations=bool(names - {"fedavg", "dp-noise"}))
-    if scenario.watermark is not None and scenario.watermark.scheme.name == "fedcrypt":
+    needed = _scalars_needed(scenario)
+    needs = Needs(depth=2 if Scalar.GLOBAL_PRODUCTS in needed else 1, rotations=bool(needed))
+    if _whitebox_on_ciphertexts(scenario):
         needs = Needs(depth=max(needs.depth, STEP_NEEDS.depth), rotations=True)
     return needs
 
@@ -67,30 +87,24 @@ def grant_purposes(scenario: Scenario) -> dict[str, str]:
     }
     if scenario.watermark is not None:
         purposes[OWNER] = "owner: watermark embedding and verification"
-        if scenario.watermark.scheme.name == "fedcrypt":
+        if _whitebox_on_ciphertexts(scenario):
             purposes[EMBEDDER] = "white-box watermark on the encrypted target layer"
     return purposes
 
 
 def grant_budgets(scenario: Scenario) -> dict[str, int]:
     """Values each scalars-only role may have decrypted per round: what the scenario's operations
-    need and no more. The server: the Gram matrix of the round's updates (n(n+1)/2 values, norms
-    included), their inner products with the global model (n) and its squared norm (1), with n
-    the clients sampled per round; the white-box embedder: T detector outputs per check."""
-    n = scenario.clients_per_round
-    budgets = {SERVER: n * (n + 1) // 2 + n + 1}
-    if scenario.watermark is not None and scenario.watermark.scheme.name == "fedcrypt":
+    need and no more. The server, with n the clients sampled per round, for each kind of scalar
+    some defense declares (each is decrypted at most once a round): the Gram matrix of the
+    round's updates (n(n+1)/2 values), their squared norms (n; a stage may read them before a
+    later one asks for the Gram matrix), their inner products with the global model and its
+    squared norm (n + 1); the white-box embedder: T detector outputs per check."""
+    n, needed = scenario.clients_per_round, _scalars_needed(scenario)
+    sizes = {Scalar.GRAM: n * (n + 1) // 2, Scalar.NORMS: n, Scalar.GLOBAL_PRODUCTS: n + 1}
+    budgets = {SERVER: sum(size for scalar, size in sizes.items() if scalar in needed)}
+    if _whitebox_on_ciphertexts(scenario):
         budgets[EMBEDDER] = scenario.watermark.scheme.bits * (scenario.watermark.embedding.max_steps + 2)
     return budgets
-
-
-@dataclass(frozen=True)
-class EncryptedDecision:
-    """What the encrypted pipeline decided in a round (the fields the round record reads)."""
-
-    accepted: torch.Tensor
-    scores: dict[str, torch.Tensor] = field(default_factory=dict)
-    info: dict[str, float] = field(default_factory=dict)
 
 
 class EncryptedFederation:
@@ -116,7 +130,8 @@ class EncryptedFederation:
                  decryptor: Decryptor, breaks: Sequence[int] = ()) -> None:
         if public_context.is_private():
             raise ValueError("the aggregation server takes the public context only")
-        self.stages = build_pipeline([spec.model_dump() for spec in scenario.defenses]).stages
+        self.pipeline = build_pipeline([spec.model_dump() for spec in scenario.defenses])
+        self.stages = self.pipeline.stages
         self.summed = all(stage.name == "fedavg" for stage in self.stages)
         self.lr = scenario.server.lr
         self.seed = scenario.seed
@@ -158,7 +173,7 @@ class EncryptedFederation:
 
     # -- what comes back ----------------------------------------------------------------------
 
-    def validate(self, reply: Message, partition: int, max_examples: int | None = None) -> EncryptedReply | RejectedReply:
+    def validate(self, reply: Message, partition: int, max_examples: int | None = None) -> ValidReply | RejectedReply:
         """Checks of an encrypted reply (see transport.validate_encrypted_reply)."""
         return validate_encrypted_reply(reply, partition, self.context, self.layout, max_examples)
 
@@ -169,34 +184,34 @@ class EncryptedFederation:
         finally:
             self._decrypt_s += time.perf_counter() - started
 
-    def aggregate(self, valid: Sequence[EncryptedReply], generator: torch.Generator | None) -> EncryptedDecision:
+    def aggregate(self, valid: Sequence[ValidReply], generator: torch.Generator | None) -> Decision:
         """Fold the round's encrypted updates into the encrypted global model."""
         self._decrypt_s = 0.0
         n = len(valid)
         if self.summed:
-            total = encrypted_sum([r.chunks for r in valid])
+            total = encrypted_sum([r.update for r in valid])
             sent = sum(self._coefficients.values())
             received = sum(self._coefficients[r.partition] for r in valid)
             if abs(received - sent) > 1e-12 * sent:  # some replies missing: renormalise (one level)
                 total = [chunk * (sent / received) for chunk in total]
             self.global_chunks = add(self.global_chunks, total)
-            return EncryptedDecision(accepted=torch.ones(n, dtype=torch.bool))
+            return Decision(accepted=torch.ones(n, dtype=torch.bool))
         weights = torch.tensor([float(r.num_examples) for r in valid])
-        scalars = EncryptedScalars([r.chunks for r in valid], self._server_decrypt, self.global_chunks)
-        decided = run_encrypted_pipeline(self.stages, scalars, weights, self.dimension, generator)
+        scalars = EncryptedScalars([r.update for r in valid], self._server_decrypt, self.global_chunks)
+        decided = run_scalar_pipeline(self.stages, scalars, weights, self.dimension, generator)
         coefficients = (decided.final_coefficients() * self.lr).tolist()
         if any(c != 0.0 for c in coefficients):
-            self.global_chunks = add(self.global_chunks, encrypted_weighted_sum([r.chunks for r in valid], coefficients))
+            self.global_chunks = add(self.global_chunks, encrypted_weighted_sum([r.update for r in valid], coefficients))
         if decided.noise is not None:
             noise = (decided.noise.double() * self.lr).numpy()
             self.global_chunks = [
                 chunk + noise[a:b].tolist() for chunk, (a, b) in zip(self.global_chunks, self.bounds, strict=True)
             ]
-        return EncryptedDecision(accepted=decided.accepted, scores=decided.scores, info=decided.info)
+        return Decision(accepted=decided.accepted, scores=decided.scores, info=decided.info)
 
     # -- costs -------------------------------------------------------------------------
 
-    def round_costs(self, valid: Sequence[EncryptedReply], bytes_up: int) -> dict[str, Any]:
+    def round_costs(self, valid: Sequence[ValidReply], bytes_up: int) -> dict[str, Any]:
         """Encryption costs of the last round for its metrics record."""
         def mean(key: str) -> float | None:
             values = [r.metrics[key] for r in valid if key in r.metrics]
@@ -225,11 +240,12 @@ class EncryptedFederation:
 
     def state_dict(self) -> dict[str, Any]:
         """The encrypted global model as ciphertext bytes (what the server's checkpoint holds)."""
-        return {"ciphertexts": serialize_chunks(self.global_chunks)}
+        return {"ciphertexts": serialize_chunks(self.global_chunks), "defenses": self.pipeline.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (needs the same keys: the authority reuses them)."""
         self.global_chunks = deserialize_chunks(self.context, state["ciphertexts"])
+        self.pipeline.load_state_dict(state["defenses"])
 
     # -- the owner's white-box embedder: works on one encrypted layer, never decrypts it -------
 
@@ -254,3 +270,99 @@ class EncryptedFederation:
         if start not in starts:
             raise ValueError(f"no ciphertext starts at offset {start} (breaks: {list(self.breaks)})")
         return starts.index(start)
+
+
+class EncryptedAggregation(Aggregation):
+    """The round loop's view of an encrypted federation: the server object plus the key holders.
+
+    Starts the key authority's process (``run_dir/keys``, ``decryptions.jsonl``), hands the
+    ``server`` grant to the :class:`EncryptedFederation` it builds and keeps the evaluator's and the
+    owner's grants to itself.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The run's scenario.
+    run_dir : Path
+        The run directory.
+    initial : Tensor
+        (d,) the initial global model.
+    breaks : sequence of int
+        Offsets where a new ciphertext starts (a white-box watermark's target layer).
+    expected_fingerprint : str or None
+        A resumed run's key fingerprint (from its checkpoint): the kept keys must match it.
+    """
+
+    def __init__(self, scenario: Scenario, run_dir: Path, initial: torch.Tensor, breaks: Sequence[int] = (),
+                 expected_fingerprint: str | None = None) -> None:
+        self.scenario_json = scenario.model_dump_json()
+        self.custody = KeyCustody(
+            ckks_parameters(scenario.encryption, operation_needs(scenario)), run_dir, initial.numel(),
+            grant_purposes(scenario), grant_budgets(scenario), expected_fingerprint=expected_fingerprint,
+        )
+        self.key_fingerprint = self.custody.fingerprint
+        grants = {role: self.custody.take(role) for role in grant_purposes(scenario)}
+        self._evaluator, self._owner, self._embedder = grants[EVALUATOR], grants.get(OWNER), grants.get(EMBEDDER)
+        self.server = EncryptedFederation(scenario, initial, self.custody.public_context, self.custody.fingerprint,
+                                          grants[SERVER], breaks)
+
+    def query_content(self) -> RecordDict:
+        """The discovery query carries the scenario, so that clients declare their example counts
+        (FedAvg's coefficients are sent before training)."""
+        return RecordDict({CONFIG_RECORD: ConfigRecord({SCENARIO_KEY: self.scenario_json})})
+
+    def node_joined(self, partition: int, metrics: MetricRecord) -> None:
+        """Remember the example count the node declared."""
+        self.server.example_counts[partition] = int(metrics[NUM_EXAMPLES_KEY])
+
+    def start_round(self, round_number: int) -> None:
+        """Refill the scalars-only roles' per-round decryption budgets."""
+        self.custody.new_round()
+
+    def broadcast(self, partitions: Sequence[int]) -> tuple[ArrayRecord, dict[str, Any]]:
+        """The encrypted global model; key fingerprint, layout and coefficients in the config."""
+        return self.server.model_record(), self.server.train_config(partitions)
+
+    def validate(self, reply: Message, partition: int, max_examples: int) -> ValidReply | RejectedReply:
+        """See fedsec.fl.encrypted_transport.validate_encrypted_reply."""
+        return self.server.validate(reply, partition, max_examples)
+
+    def aggregate(self, round_number: int, valid: Sequence[ValidReply], senders: Sequence[int],
+                  generator: torch.Generator) -> Decision:
+        """The server folds the encrypted updates in (senders: unused, no encrypted stage keeps history)."""
+        return self.server.aggregate(valid, generator)
+
+    def evaluator_view(self) -> torch.Tensor:
+        """The global model decrypted through the evaluator's grant (logged)."""
+        return self.server.decrypted_with(self._evaluator, "global model")
+
+    def owner_step(self, owner: WatermarkOwner, round_number: int, model: nn.Module) -> dict[str, float]:
+        """FedCrypt-style schemes work on the encrypted target layer through the embedder's grant;
+        the others on the global model decrypted through the owner's grant, re-encrypted after."""
+        if owner.embeds_on_ciphertexts:
+            start, stop = owner.ciphertext_breaks(model)
+            layer, record = owner.after_encrypted_aggregation(
+                round_number, self.server.layer_ciphertext(start, stop), self._embedder)
+            self.server.replace_layer_ciphertext(start, layer)
+            return record
+        load_vector(model, self.server.decrypted_with(self._owner, "global model"))
+        record = owner.after_aggregation(round_number, model)
+        self.server.owner_replace(model_vector(model))
+        return record
+
+    def round_costs(self, valid: Sequence[ValidReply], bytes_up: int) -> dict[str, Any]:
+        """Encryption costs: client encryption and decryption seconds, the server's decryption
+        requests, ciphertexts, bytes per parameter."""
+        return self.server.round_costs(valid, bytes_up)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Ciphertexts only: the checkpoint holds no plaintext model."""
+        return self.server.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.server.load_state_dict(state)
+
+    def close(self) -> None:
+        """Stop the key authority's process."""
+        self.custody.close()
