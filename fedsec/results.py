@@ -37,22 +37,26 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     os.replace(tmp.name, path)
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe values: non-finite floats become null, floats keep 6 significant digits."""
+def _clean(value: Any, digits: int | None = 6) -> Any:
+    """JSON-safe values: non-finite floats become null, floats keep ``digits`` significant digits
+    (None: all of them)."""
     if isinstance(value, float):
-        return float(f"{value:.6g}") if math.isfinite(value) else None
+        if not math.isfinite(value):
+            return None
+        return value if digits is None else float(f"{value:.{digits}g}")
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: _clean(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [_clean(v, digits) for v in value]
     return value
 
 
-def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """Append records, one line each, with a single ``write`` call, then fsync."""
+def append_jsonl(path: Path, records: list[dict[str, Any]], digits: int | None = 6) -> None:
+    """Append records, one line each, with a single ``write`` call, then fsync; floats keep
+    ``digits`` significant digits (None: full precision, e.g. for audit timestamps)."""
     if not records:
         return
-    lines = "".join(json.dumps(_clean(r), separators=(",", ":")) + "\n" for r in records).encode()
+    lines = "".join(json.dumps(_clean(r, digits), separators=(",", ":")) + "\n" for r in records).encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, lines)

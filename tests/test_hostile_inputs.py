@@ -220,7 +220,7 @@ COMMANDS = [
     Case("run-ray-address-nobody-answers",  # ray.init would retry this address for ever
          lambda i, r: ["run", str(scenario_file(i, resources={"ray_address": "127.0.0.1:1"}))],
          ("resources.ray_address: no Ray cluster answers at 127.0.0.1:1",)),
-    Case("run-ray-address-off-loopback",
+    Case("run-ray-address-off-loopback",  # refused before any connection: the address is never contacted
          lambda i, r: ["run", str(scenario_file(i, resources={"ray_address": "10.0.0.1:6379"}))],
          ("resources.ray_address: 10.0.0.1 is not a loopback address",)),
     Case("report-garbage-summary",

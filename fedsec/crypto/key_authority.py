@@ -28,7 +28,7 @@ import numpy as np
 import tenseal as ts
 
 from fedsec.crypto.context import CkksParameters, make_context
-from fedsec.results import write_atomic
+from fedsec.results import append_jsonl, write_atomic
 
 KEYS_DIR = "keys"
 SECRET_CONTEXT_FILE = "secret.ctx"
@@ -155,10 +155,10 @@ class KeyAuthority:
             keys.mkdir(mode=0o700, exist_ok=True)
             os.chmod(keys, 0o700)
             self._context = make_context(params)
+            self.fingerprint = public_key_fingerprint(self._context)
             write_atomic(self.secret_context_file, self._context.serialize(save_secret_key=True), mode=0o600)
-            described = {**asdict(params), "fingerprint": public_key_fingerprint(self._context)}
+            described = {**asdict(params), "fingerprint": self.fingerprint}
             write_atomic(keys / PARAMETERS_FILE, json.dumps(described) + "\n", mode=0o600)
-        self.fingerprint = public_key_fingerprint(self._context)
         self._public = self.public_context()
         if expected_fingerprint is not None and self.fingerprint != expected_fingerprint:
             raise KeyMismatch(f"{keys}: keys {self.fingerprint[:16]}... are not the run's keys "
@@ -173,7 +173,10 @@ class KeyAuthority:
             raise KeyMismatch(f"{keys}: unreadable keys ({type(exc).__name__})") from None
         if {k: recorded.get(k) for k in asdict(self.params)} != json.loads(json.dumps(asdict(self.params))):
             raise KeyMismatch(f"{keys}: the keys there were made for other CKKS parameters")
-        if not context.has_secret_key() or recorded.get("fingerprint") != public_key_fingerprint(context):
+        if not context.has_secret_key():
+            raise KeyMismatch(f"{keys}: {SECRET_CONTEXT_FILE} holds no secret key")
+        self.fingerprint = public_key_fingerprint(context)
+        if recorded.get("fingerprint") != self.fingerprint:
             raise KeyMismatch(f"{keys}: {SECRET_CONTEXT_FILE} does not match the fingerprint in {PARAMETERS_FILE}")
         return context
 
@@ -261,17 +264,11 @@ class KeyAuthority:
 
     def _log(self, action: str, what: str, why: str, requester: str, ciphertexts: int, values: int, refused: bool) -> None:
         now = time.time()
-        line = json.dumps({
+        append_jsonl(self.log_path, [{
             "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="microseconds"), "unix_time": now,
             "action": action, "requester": requester, "what": what, "why": why,
             "ciphertexts": ciphertexts, "values": values, "refused": refused,
-        }) + "\n"
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        }], digits=None)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from torch import nn
 
 from fedsec.crypto.aggregation import add, encrypted_sum, encrypted_weighted_sum
-from fedsec.crypto.context import Needs, ckks_parameters
+from fedsec.crypto.context import CkksParameters, Needs, ckks_parameters
 from fedsec.crypto.custody import KeyCustody
 from fedsec.crypto.key_authority import EMBEDDER, EVALUATOR, OWNER, SERVER, Decryptor
 from fedsec.crypto.layout import CiphertextLayout
@@ -113,7 +113,9 @@ class EncryptedFederation:
     Parameters
     ----------
     scenario : Scenario
-        The run's scenario (defenses, server learning rate, encryption settings).
+        The run's scenario (defenses, server learning rate).
+    params : CkksParameters
+        The context's parameters (:func:`operation_needs` resolved against the encryption settings).
     initial : Tensor
         (d,) the initial global model (a public random initialisation), encrypted at once.
     public_context : ts.Context
@@ -126,17 +128,16 @@ class EncryptedFederation:
         Offsets where a new ciphertext starts (a watermark's target layer gets its own).
     """
 
-    def __init__(self, scenario: Scenario, initial: torch.Tensor, public_context: ts.Context, fingerprint: str,
-                 decryptor: Decryptor, breaks: Sequence[int] = ()) -> None:
+    def __init__(self, scenario: Scenario, params: CkksParameters, initial: torch.Tensor,
+                 public_context: ts.Context, fingerprint: str, decryptor: Decryptor, breaks: Sequence[int] = ()) -> None:
         if public_context.is_private():
             raise ValueError("the aggregation server takes the public context only")
         self.pipeline = build_pipeline([spec.model_dump() for spec in scenario.defenses])
         self.stages = self.pipeline.stages
         self.summed = all(stage.name == "fedavg" for stage in self.stages)
         self.lr = scenario.server.lr
-        self.seed = scenario.seed
         self.dimension = initial.numel()
-        self.params = ckks_parameters(scenario.encryption, operation_needs(scenario))
+        self.params = params
         self.context = public_context
         self.fingerprint = fingerprint
         self._decryptor = decryptor
@@ -174,7 +175,7 @@ class EncryptedFederation:
     # -- what comes back ----------------------------------------------------------------------
 
     def validate(self, reply: Message, partition: int, max_examples: int | None = None) -> ValidReply | RejectedReply:
-        """Checks of an encrypted reply (see transport.validate_encrypted_reply)."""
+        """Checks of an encrypted reply (see fedsec.fl.encrypted_transport.validate_encrypted_reply)."""
         return validate_encrypted_reply(reply, partition, self.context, self.layout, max_examples)
 
     def _server_decrypt(self, ciphertexts: list[ts.CKKSVector], what: str) -> list[np.ndarray]:
@@ -296,15 +297,15 @@ class EncryptedAggregation(Aggregation):
     def __init__(self, scenario: Scenario, run_dir: Path, initial: torch.Tensor, breaks: Sequence[int] = (),
                  expected_fingerprint: str | None = None) -> None:
         self.scenario_json = scenario.model_dump_json()
-        self.custody = KeyCustody(
-            ckks_parameters(scenario.encryption, operation_needs(scenario)), run_dir, initial.numel(),
-            grant_purposes(scenario), grant_budgets(scenario), expected_fingerprint=expected_fingerprint,
-        )
+        params = ckks_parameters(scenario.encryption, operation_needs(scenario))
+        purposes = grant_purposes(scenario)
+        self.custody = KeyCustody(params, run_dir, initial.numel(), purposes, grant_budgets(scenario),
+                                  expected_fingerprint=expected_fingerprint)
         self.key_fingerprint = self.custody.fingerprint
-        grants = {role: self.custody.take(role) for role in grant_purposes(scenario)}
+        grants = {role: self.custody.take(role) for role in purposes}
         self._evaluator, self._owner, self._embedder = grants[EVALUATOR], grants.get(OWNER), grants.get(EMBEDDER)
-        self.server = EncryptedFederation(scenario, initial, self.custody.public_context, self.custody.fingerprint,
-                                          grants[SERVER], breaks)
+        self.server = EncryptedFederation(scenario, params, initial, self.custody.public_context,
+                                          self.custody.fingerprint, grants[SERVER], breaks)
 
     def query_content(self) -> RecordDict:
         """The discovery query carries the scenario, so that clients declare their example counts

@@ -56,7 +56,7 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:500] if not isinstance(exc, FederationError) else text[:500]
+    return (text if isinstance(exc, FederationError) else f"{type(exc).__name__}: {text}")[:500]
 
 
 def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = True,

@@ -52,8 +52,8 @@ def custody(tmp_path: Path) -> Iterator[KeyCustody]:
 
 
 def server_of(custody: KeyCustody) -> EncryptedFederation:
-    return EncryptedFederation(SCENARIO, torch.zeros(MODEL_SIZE), custody.public_context, custody.fingerprint,
-                               custody.take(SERVER))
+    return EncryptedFederation(SCENARIO, PARAMS, torch.zeros(MODEL_SIZE), custody.public_context,
+                               custody.fingerprint, custody.take(SERVER))
 
 
 def reachable(root: object) -> Iterator[object]:
