@@ -42,17 +42,21 @@ class Attacker:
         return self.scenario.attack
 
     @property
+    def malicious(self) -> frozenset[int]:
+        """The federation's malicious partitions this round."""
+        return self.config.malicious(self.scenario.data.num_clients, self.scenario.seed, self.round_number)
+
+    @property
     def sampled_attackers(self) -> list[int]:
         """Malicious partitions sampled this round, in partition order."""
-        malicious = self.config.malicious(self.scenario.data.num_clients, self.scenario.seed, self.round_number)
+        malicious = self.malicious
         return [p for p in self.sampled if p in malicious]
 
     def data_attack(self) -> DataAttack | None:
         """This attacker's data poisoning (DBA gives each attacker its part by malicious rank)."""
         if self.config.data is None:
             return None
-        malicious = sorted(self.config.malicious(self.scenario.data.num_clients, self.scenario.seed, self.round_number))
-        return build_data_attack(self.config.data, attacker_index=malicious.index(self.partition))
+        return build_data_attack(self.config.data, attacker_index=sorted(self.malicious).index(self.partition))
 
     def model_attack(self) -> ModelAttack | None:
         return None if self.config.model is None else build_model_attack(self.config.model)
@@ -104,8 +108,10 @@ class Attacker:
             return own
         ctx = ModelAttackContext(
             global_vector=global_vector, benign_updates=benign,
-            num_clients_per_round=len(self.sampled), num_malicious=len(self.sampled_attackers),
-            server_lr=self.scenario.server.lr,
+            num_clients=self.scenario.data.num_clients, num_malicious=len(self.malicious),
+            num_clients_per_round=len(self.sampled),
+            round_examples=sum(len(trainer.data.partitions[p]) for p in self.sampled),
+            own_examples=own.result.num_examples, server_lr=self.scenario.server.lr,
             generator=torch.Generator().manual_seed(client_seed(self.scenario.seed, self.round_number, self.partition) + 2),
         )
         return LocalUpdate(model_attack(own.update, ctx), own.result)

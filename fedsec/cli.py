@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
+import re
+import types
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 from fedsec.commands import watermark
 from fedsec.experiments import commands as experiments
 from fedsec.results import RunDirectory
-from fedsec.scenario import Scenario, ScenarioError, load_scenario, to_yaml
+from fedsec.registry import Registry
+from fedsec.scenario import Scenario, ScenarioError, load_scenario, read_yaml, scenario_warnings, to_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fedsec: a federated-learning security testbed on Flower.")
@@ -42,17 +48,24 @@ def _load_or_exit(file: Path, overrides: list[str] | None) -> Scenario:
         raise _fail(_located(file, exc.lines)) from None
 
 
+def _warn(path: Path, scenario: Scenario) -> None:
+    """Print the scenario's warnings on stderr; the exit code does not change."""
+    for line in _located(path, scenario_warnings(scenario)):
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Scenario files to check.")]) -> None:
     """Check scenario files; one line per problem (naming the field), exit 2 if any."""
     problems = []
     for path in files:
         try:
-            load_scenario(path)
+            scenario = load_scenario(path)
         except ScenarioError as exc:
             problems += _located(path, exc.lines)
         else:
             typer.echo(f"{path}: ok")
+            _warn(path, scenario)
     if problems:
         raise _fail(problems)
 
@@ -104,6 +117,7 @@ def run(
 
     if problems := preflight_problems(scenario):
         raise _fail(_located(file or resume / SCENARIO_FILE, problems))
+    _warn(file or resume / SCENARIO_FILE, scenario)
     if resume is None:
         run_dir = RunDirectory.create(scenario.output.dir, scenario.name)
         write_atomic(run_dir.file(SCENARIO_FILE), to_yaml(scenario))
@@ -143,8 +157,15 @@ def _resume_problems(run_dir: RunDirectory, scenario: Scenario) -> list[str]:
                            [r["round"] for r in records])
 
 
-SUMMARY_COLUMNS = ("rounds", "ma", "best_ma", "asr", "max_asr", "durability", "recall", "fpr", "rejected", "wall_s")
-PERCENT_COLUMNS = {"ma", "best_ma", "asr", "max_asr", "recall", "fpr"}
+SUMMARY_COLUMNS = ("rounds", "ma", "best_ma", "asr", "max_asr", "durability", "recall", "fpr", "malicious_share",
+                   "rejected", "wall_s")
+PERCENT_COLUMNS = {"ma", "best_ma", "asr", "max_asr", "recall", "fpr", "malicious_share"}
+DETECTION_COLUMNS = {"recall", "fpr"}
+"""Null for a defense that never rejects: shown as n/a."""
+SEED_COLUMNS = ("ma", "best_ma", "asr", "max_asr", "recall", "fpr", "malicious_share", "wall_s")
+"""Columns of the table over seeds."""
+SEED_INDEPENDENT = ("seed", "name", "output")
+"""Scenario keys that runs of one experiment with different seeds may differ in."""
 
 
 @app.command()
@@ -153,11 +174,14 @@ def summary(
     at_round: Annotated[int | None, typer.Option(help="Read MA/ASR at this round instead of the last.")] = None,
 ) -> None:
     """A Markdown table of run summaries (one row per run directory); every directory is read
-    before the table is printed."""
+    before the table is printed. Runs of the same scenario with different seeds are then
+    gathered in a second table: mean ± 95% confidence half-width (Student's t) over seeds."""
     from fedsec.experiments.report import read_json, read_rounds
-    from fedsec.results import SUMMARY_FILE, RunDirectory
+    from fedsec.experiments.table import CAPTION, format_values
+    from fedsec.results import SCENARIO_FILE, SUMMARY_FILE, RunDirectory
 
     rows = []
+    experiments: dict[str, tuple[str, list[dict[str, object]]]] = {}
     for path in runs:
         run_dir = RunDirectory(path)
         if not run_dir.file(SUMMARY_FILE).is_file():
@@ -165,24 +189,144 @@ def summary(
         try:
             values = read_json(run_dir.file(SUMMARY_FILE))
             if at_round is not None:
-                record = next((r for r in read_rounds(run_dir) if r["round"] == at_round), None)
-                if record is None:
+                records = read_rounds(run_dir)
+                if not any(r["round"] == at_round for r in records):
                     raise _fail([f"{path}: no record of round {at_round}"])
-                values = {**values, "rounds": at_round, **{k: record.get(k) for k in ("ma", "asr")}}
-        except ValueError as exc:  # a corrupt file, named in the message
-            raise _fail([str(exc)]) from None
+                values = {**values, **_up_to(records, at_round)}
+            scenario = read_yaml(run_dir.file(SCENARIO_FILE))
+        except (ValueError, ScenarioError) as exc:  # a corrupt file, named in the message
+            raise _fail([str(getattr(exc, "lines", [exc])[0])]) from None
         rows.append(f"| {path.name} | " + " | ".join(_cell(values.get(key), key) for key in SUMMARY_COLUMNS) + " |")
+        key = json.dumps({k: v for k, v in scenario.items() if k not in SEED_INDEPENDENT}, sort_keys=True)
+        experiments.setdefault(key, (str(scenario.get("name", path.name)), []))[1].append(values)
     typer.echo("| run | " + " | ".join(SUMMARY_COLUMNS) + " |")
     typer.echo("|---" * (len(SUMMARY_COLUMNS) + 1) + "|")
     typer.echo("\n".join(rows))
+    if any(len(group) > 1 for _, group in experiments.values()):
+        typer.echo("\n| scenario | seeds | " + " | ".join(SEED_COLUMNS) + " |")
+        typer.echo("|---" * (len(SEED_COLUMNS) + 2) + "|")
+        for name, group in experiments.values():
+            cells = [format_values([values.get(key) for values in group], key) for key in SEED_COLUMNS]
+            typer.echo(f"| {name} | {len(group)} | " + " | ".join(cells) + " |")
+        typer.echo("\n" + CAPTION)
+
+
+def _up_to(records: list[dict[str, object]], at_round: int) -> dict[str, object]:
+    """Summary values as they stood after ``at_round``: MA and ASR of that round, best MA and
+    peak ASR of the rounds up to it."""
+    seen = [r for r in records if r["round"] <= at_round]
+    evaluated = [r for r in seen if "ma" in r]
+    with_asr = [r["asr"] for r in evaluated if r.get("asr") is not None]
+    return {"rounds": at_round, "ma": seen[-1].get("ma"), "asr": seen[-1].get("asr"),
+            "best_ma": max((r["ma"] for r in evaluated), default=None), "max_asr": max(with_asr, default=None)}
 
 
 def _cell(value: object, key: str) -> str:
     if value is None:
-        return "–"
+        return "n/a" if key in DETECTION_COLUMNS else "–"
     if key in PERCENT_COLUMNS and isinstance(value, (int, float)):
         return f"{value:.2%}"
     return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def _families() -> list[tuple[Registry[Any], str]]:
+    """Every registry of methods, with where a scenario (or a command) names its methods."""
+    from fedsec.attacks import DATA_ATTACKS, MODEL_ATTACKS
+    from fedsec.data.datasets import DATASETS
+    from fedsec.data.partitioners import PARTITIONERS
+    from fedsec.defenses import DEFENSES
+    from fedsec.extraction import EXTRACTIONS
+    from fedsec.guards import GUARDS
+    from fedsec.inspection import INSPECTORS, REPAIRS
+    from fedsec.models import MODELS
+    from fedsec.privacy import PRIVACY_ATTACKS
+    from fedsec.watermark import WATERMARKS
+    from fedsec.watermark.removal import REMOVALS
+
+    return [(DATASETS, "data.dataset"), (MODELS, "model.name"), (PARTITIONERS, "data.partitioner"),
+            (DATA_ATTACKS, "attack.data"), (MODEL_ATTACKS, "attack.model"), (DEFENSES, "defenses"),
+            (WATERMARKS, "watermark.scheme"), (REMOVALS, "fedsec attack-watermark --attack"),
+            (INSPECTORS, "inspection.methods"), (REPAIRS, "inspection.repair"), (GUARDS, "runtime_guards.chains"),
+            (PRIVACY_ATTACKS, "privacy.inversion.attacks or privacy.membership.attack"),
+            (EXTRACTIONS, "extraction.attacks")]
+
+
+def _description(entry: object) -> str:
+    """The first paragraph of an entry's docstring, on one line, without reST markup."""
+    paragraph = " ".join(inspect.cleandoc(entry.__doc__ or "").split("\n\n")[0].split())
+    return re.sub(r":\w+:`([^`]*)`|``([^`]*)``", lambda m: m[1] or m[2], paragraph)
+
+
+def _first_sentence(text: str, limit: int = 100) -> str:
+    sentence = re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0]
+    return sentence if len(sentence) <= limit else f"{sentence[:limit - 3]}..."
+
+
+def _type_text(annotation: Any) -> str:
+    """A field's type as a scenario author writes values: ``cosine | euclidean``, ``float | null``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_text(args[0])
+    if origin is Literal:
+        return " | ".join(str(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in args)
+    if origin is not None:
+        return f"{origin.__name__} of {', '.join(_type_text(a) for a in args if a is not ...)}"
+    if annotation is type(None):
+        return "null"
+    return "mapping" if isinstance(annotation, type) and issubclass(annotation, BaseModel) else annotation.__name__
+
+
+def _parameter_rows(entry: object) -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) of every parameter a method takes besides its name."""
+    model = getattr(entry, "Params", entry)
+    fields = getattr(model, "model_fields", {})
+    rows = []
+    for key, field in fields.items():
+        if key == "name":
+            continue
+        bounds = [f"{symbol} {getattr(m, attr)}" for m in field.metadata
+                  for attr, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if hasattr(m, attr)]
+        kind = _type_text(field.annotation) + (f" ({', '.join(bounds)})" if bounds else "")
+        default = "required" if field.is_required() else field.get_default(call_default_factory=True)
+        if hasattr(default, "model_dump"):
+            default = default.model_dump(mode="json")
+        shown = default if isinstance(default, str) else json.dumps(default)
+        rows.append((key, kind, shown, field.description or ""))
+    return rows
+
+
+def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    """Rows as aligned columns (the last one unpadded)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [indent + "  ".join([*(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)), row[-1]])
+            for row in rows]
+
+
+@app.command()
+def methods(name: Annotated[str | None, typer.Argument(help="A method: print its parameters.")] = None) -> None:
+    """List every registered method by family with a one-line description, or one method's
+    parameters (key, type, default, meaning)."""
+    families = _families()
+    if name is None:
+        typer.echo("\n\n".join(
+            "\n".join([f"{registry.kind}s, in {where}:",
+                       *_table([(n, _first_sentence(_description(registry.get(n)))) for n in registry.names()])])
+            for registry, where in families))
+        return
+    found = [(registry, where) for registry, where in families if name in registry]
+    if not found:
+        close = difflib.get_close_matches(name, sorted({n for r, _ in families for n in r.names()}), n=1)
+        raise _fail([f"{name}: no such method{f' (did you mean {close[0]}?)' if close else ''}; "
+                     "`fedsec methods` lists them"])
+    for registry, where in found:
+        entry = registry.get(name)
+        typer.echo(f"{name}: {registry.kind}, in {where}")
+        typer.echo(f"  {_description(entry)}")
+        rows = _parameter_rows(entry)
+        typer.echo("\n".join(_table([("key", "type", "default", "meaning"), *rows]))
+                   if rows else "  no parameters")
 
 
 app.command()(experiments.sweep)

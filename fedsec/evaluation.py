@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from fedsec.attacks import build_data_attack
 from fedsec.data.datasets import ImageDataset
-from fedsec.scenario import Scenario
 from fedsec.training import evaluate, predict
+
+if TYPE_CHECKING:
+    from fedsec.scenario import Scenario
 
 
 class Evaluator:

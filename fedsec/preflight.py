@@ -90,12 +90,14 @@ def data_problems(scenario: Scenario, dataset: ImageDataset) -> list[str]:
     problems += [f"data.partitioner.{problem}" for problem in part.check(dataset.num_classes, name)]
     if data.test_samples is not None and data.test_samples > test:
         problems.append(f"data.test_samples: {data.test_samples} is more than the {test} test examples of {name}")
-    if scenario.root_data is not None and scenario.root_data.samples > train:
-        problems.append(f"root_data.samples: {scenario.root_data.samples} is more than the {train} training "
-                        f"examples of {name}")
-    if scenario.watermark is not None and scenario.watermark.owner_samples > train:
-        problems.append(f"watermark.owner_samples: {scenario.watermark.owner_samples} is more than the {train} "
-                        f"training examples of {name}")
+    drawn_from_training = {  # samples the server or the owner draws from the training set
+        "root_data.samples": scenario.root_data and scenario.root_data.samples,
+        "watermark.owner_samples": scenario.watermark and scenario.watermark.owner_samples,
+        "inspection.clean_samples": scenario.inspection and scenario.inspection.clean_samples,
+        "runtime_guards.clean_samples": scenario.runtime_guards and scenario.runtime_guards.clean_samples,
+    }
+    problems += [f"{key}: {count} is more than the {train} training examples of {name}"
+                 for key, count in drawn_from_training.items() if count and count > train]
     return problems
 
 

@@ -12,6 +12,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,10 +121,11 @@ class RunDirectory:
         """The round records written so far."""
         return read_jsonl(self.file(METRICS_FILE))
 
-    def drop_records_after(self, last_round: int) -> None:
-        """Remove records of rounds after ``last_round`` from the JSONL files (a resumed run
-        repeats those rounds); earlier records are rewritten unchanged, atomically."""
-        for name in (METRICS_FILE, CLIENTS_FILE):
+    def drop_records_after(self, last_round: int, more_files: Sequence[str] = ()) -> None:
+        """Remove records of rounds after ``last_round`` from the JSONL files (the round and
+        client records, and ``more_files``: audits' records): a resumed run repeats those rounds.
+        Earlier records are rewritten unchanged, atomically."""
+        for name in (METRICS_FILE, CLIENTS_FILE, *more_files):
             path = self.file(name)
             kept = [r for r in read_jsonl(path) if r["round"] <= last_round]
             lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept)

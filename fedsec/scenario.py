@@ -9,13 +9,16 @@ stated in its description.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
+import types
 from collections.abc import Iterator
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -31,6 +34,7 @@ from fedsec.attacks import (
     DATA_ATTACKS,
     MODEL_ATTACKS,
     AttackSchedule,
+    build_model_attack,
     malicious_clients,
     params_union,
 )
@@ -38,8 +42,12 @@ from fedsec.crypto.config import EncryptionConfig
 from fedsec.data.datasets import DATASETS, MAX_EXAMPLES
 from fedsec.data.partitioners import PARTITIONERS, DirichletPartitioner
 from fedsec.defenses import DEFENSES, build_pipeline, encrypted_defense_problem
+from fedsec.extraction import EXTRACTIONS, ExtractionConfig
 from fedsec.faults import FaultsConfig
+from fedsec.guards import GUARDS, RuntimeGuardsConfig
+from fedsec.inspection import INSPECTORS, REPAIRS, InspectionConfig
 from fedsec.models import MODELS, dataset_problems
+from fedsec.privacy import PRIVACY_ATTACKS, PrivacyConfig
 from fedsec.training import MAX_BATCH, MAX_EPOCHS, ClientConfig
 from fedsec.watermark import WATERMARKS, WatermarkConfig
 
@@ -297,6 +305,10 @@ class Scenario(Section):
     watermark: WatermarkConfig | None = Field(
         None, description="The model owner's watermark, embedded after aggregation (none: no watermark)."
     )
+    privacy: PrivacyConfig | None = Field(None, description="Privacy attacks by the server (none: no privacy audit).")
+    inspection: InspectionConfig | None = Field(None, description="Inspection and repair of the global model by the server (none: no inspection).")
+    extraction: ExtractionConfig | None = Field(None, description="Model-extraction thieves and the PRADA detector (none: no extraction audit).")
+    runtime_guards: RuntimeGuardsConfig | None = Field(None, description="Runtime guards in front of the deployed model (none: no guards audit).")
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -330,6 +342,9 @@ class Scenario(Section):
                     f"defenses.{i}: {stage.label()} needs at least {stage.minimum_rows()} updates per round, "
                     f"the scenario samples {self.clients_per_round} clients"
                 )
+        if self.privacy is not None and (
+                problems := self.privacy.problems(self.rounds, self.data.num_clients, self.client.optimizer)):
+            raise ValueError(problems[0])
         if problems := dataset_problems(self.model.name, self.data.dataset):
             raise ValueError(f"model.name: {problems[0]}")
         if self.encryption.mode != "off":  # simulated keeps ckks's rules, so its results transfer
@@ -356,7 +371,8 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
 
 # pydantic puts the chosen variant's tag in an error's location; users never wrote it.
 _DISCRIMINATOR_TAGS = {*PARTITIONERS.names(), *DATA_ATTACKS.names(), *MODEL_ATTACKS.names(),
-                       *DEFENSES.names(), *WATERMARKS.names()}
+                       *DEFENSES.names(), *WATERMARKS.names(), *INSPECTORS.names(), *REPAIRS.names(),
+                       *GUARDS.names(), *PRIVACY_ATTACKS.names(), *EXTRACTIONS.names()}
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -365,12 +381,78 @@ def _shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
-def _format_error(error: dict[str, Any]) -> str:
+def _alternatives(annotation: Any) -> tuple[Any, ...]:
+    """The types a value annotated ``annotation`` may have: Annotated and unions unwrapped."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _alternatives(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return tuple(t for arg in get_args(annotation) for t in _alternatives(arg))
+    return (annotation,)
+
+
+def _names(model: type[BaseModel]) -> tuple[Any, ...]:
+    """The values a model's ``name: Literal[...]`` field allows (none without such a field)."""
+    field = model.model_fields.get("name")
+    return get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else ()
+
+
+def _tag(model: type[BaseModel]) -> str | None:
+    """The method name a model's ``name`` field fixes, None for a section."""
+    names = _names(model)
+    return names[0] if len(names) == 1 else None
+
+
+def _models(types_: tuple[Any, ...]) -> list[type[BaseModel]]:
+    """The pydantic models among ``types_``."""
+    return [t for t in types_ if isinstance(t, type) and issubclass(t, BaseModel)]
+
+
+@lru_cache(maxsize=256)
+def _types_at(schema: Any, loc: tuple[int | str, ...]) -> tuple[Any, ...]:
+    """The types the value at ``loc`` (a pydantic error location) of a ``schema`` document may have."""
+    if not loc:
+        return _alternatives(schema)
+    found: list[Any] = []
+    for parent in _types_at(schema, loc[:-1]):
+        origin, args, part = get_origin(parent), get_args(parent), loc[-1]
+        if isinstance(part, int) and (origin is list or origin is tuple and args[-1:] == (...,)):
+            found += _alternatives(args[0])
+        elif origin is dict and len(args) == 2:
+            found += _alternatives(args[1])
+        elif isinstance(parent, type) and issubclass(parent, BaseModel):
+            if isinstance(part, str) and part in parent.model_fields:
+                found += _alternatives(parent.model_fields[part].annotation)
+            elif part == _tag(parent):  # pydantic names the union member it chose
+                found.append(parent)
+    return tuple(found)
+
+
+def _unknown_key_hint(schema: Any, loc: tuple[int | str, ...]) -> str:
+    """What follows "unknown key": the closest valid key, and the keys the enclosing mapping takes."""
+    models = set(_models(_types_at(schema, loc[:-1])))
+    if len(models) != 1:
+        return ""
+    model = models.pop()
+    tag = _tag(model)
+    keys = sorted(key for key in model.model_fields if tag is None or key != "name")
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+    owner = tag or (_format_location(loc[:-1]) if len(loc) > 1 else "the top level")
+    return (f" (did you mean {close[0]}?)" if close else "") + f"; {owner} takes: {', '.join(keys)}"
+
+
+def _mapping_hint(schema: Any, loc: tuple[int | str, ...], value: Any) -> str:
+    """``(write {name: X})`` when a mapping was expected and ``value`` is a name the mapping may hold."""
+    names = {name for model in _models(_types_at(schema, loc)) for name in _names(model)}
+    return f" (write {{name: {value}}})" if isinstance(value, str) and value in names else ""
+
+
+def _format_error(error: dict[str, Any], schema: Any) -> str:
     loc = _format_location(error["loc"])
     kind = error["type"]
     value = _shown(error.get("input"))
     if kind == "extra_forbidden":
-        return f"{loc}: unknown key"
+        return f"{loc}: unknown key{_unknown_key_hint(schema, error['loc'])}"
     if kind == "missing":
         return f"{loc}: required key is missing"
     if kind == "value_error":
@@ -384,15 +466,36 @@ def _format_error(error: dict[str, Any]) -> str:
         return f"{loc}.name: {_shown(ctx.get('tag'))} is not one of {ctx.get('expected_tags')}"
     if kind == "union_tag_not_found":
         return f"{loc}.name: required key is missing"
-    if kind in ("model_type", "dict_type"):
-        return f"{loc}: expected a mapping of keys, got {value}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        hint = _mapping_hint(schema, error["loc"], error.get("input"))
+        return f"{loc}: expected a mapping of keys, got {value}{hint}"
     message = error["msg"]
     return f"{loc}: {message[:1].lower()}{message[1:]} (got {value})"
 
 
-def validation_lines(exc: ValidationError) -> list[str]:
-    """One human line per pydantic error, each naming the field path."""
-    return [_format_error(e) for e in exc.errors(include_url=False)]
+def validation_lines(exc: ValidationError, schema: Any = None, limit: int | None = None) -> list[str]:
+    """One human line per pydantic error, each naming the field path (the first ``limit`` errors,
+    then a count of the others); given the validated ``schema`` (a model or annotation), an
+    unknown key's line lists the keys its mapping takes."""
+    errors = exc.errors(include_url=False)
+    return _counted([_format_error(e, schema) for e in errors[:limit]], len(errors))
+
+
+def _counted(lines: list[str], total: int) -> list[str]:
+    """The lines of the first of ``total`` problems, and a count of the others."""
+    return lines if total <= len(lines) else [*lines, f"... and {total - len(lines):,} more problems"]
+
+
+def scenario_warnings(scenario: Scenario) -> list[str]:
+    """Settings that are valid but defeat their purpose, one line each."""
+    attack = scenario.attack
+    if attack is None or attack.model is None or attack.collusion != "none":
+        return []
+    if not build_model_attack(attack.model).uses_benign_updates():
+        return []
+    return [f"warning: attack.model: {attack.model.name} is computed from the benign updates the attacker knows, "
+            "and with attack.collusion: none that is only its own update, so the attack degenerates "
+            "(set attack.collusion: full-knowledge)"]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -572,15 +675,13 @@ def parse_scenario(raw: dict[str, Any]) -> Scenario:
     if _too_large(raw):
         raise ScenarioError([f"more than {MAX_VALUES:,} values"])
     problems = [problem for path, value in _walk(raw) if (problem := _value_problem(path, value))]
-    if not problems:
-        try:
-            # Strict JSON mode: strict Python mode would also refuse a list for a tuple field.
-            return Scenario.model_validate_json(json.dumps(raw), strict=True)
-        except ValidationError as exc:
-            problems = validation_lines(exc)
-    if len(problems) > MAX_PROBLEMS:
-        problems = [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS:,} more problems"]
-    raise ScenarioError(problems)
+    if problems:
+        raise ScenarioError(_counted(problems[:MAX_PROBLEMS], len(problems)))
+    try:
+        # Strict JSON mode: strict Python mode would also refuse a list for a tuple field.
+        return Scenario.model_validate_json(json.dumps(raw), strict=True)
+    except ValidationError as exc:
+        raise ScenarioError(validation_lines(exc, Scenario, MAX_PROBLEMS)) from None
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:

@@ -5,12 +5,14 @@ on float32 CPU inputs drawn from a fixed seed; the table shows the median wall t
 Krum, Multi-Krum, Bulyan, median and trimmed mean also run through Flower's reference
 functions (``flwr.server.strategy.aggregate``) on the same numbers, converted beforehand
 to Flower's list of (per-layer ndarrays, num_examples); the conversion is not timed.
-Flower's functions can take minutes at full size, so they repeat only while their total
-time stays under ``--reference-budget`` seconds (at least once): the ``runs`` column says
-how many runs each Flower median covers. ``max |diff|`` is the largest coordinate
-difference between the two results.
+Flower's runs alternate with ours, so that both medians see the same machine load; they
+can take minutes at full size, so they repeat only while their total time stays under
+``--reference-budget`` seconds (at least once): the ``runs`` column says how many runs each
+Flower median covers. ``speed-up`` is Flower's median over ours (above 1: ours is faster);
+``max |diff|`` is the largest coordinate difference between the two results.
 
 Usage: python scripts/bench_defenses.py [--n 100] [--d 1000000] [--repeats 5]
+       [--methods median trimmed-mean]
 """
 
 from __future__ import annotations
@@ -67,16 +69,22 @@ def flower_references(f: int, beta: float) -> dict[str, Callable[[FlowerInput], 
 
 
 def timed(
-    call: Callable[[], Any], repeats: int, budget: float = float("inf")
-) -> tuple[list[float], Any]:
-    """Wall times of up to ``repeats`` calls (no new one after ``budget`` s) and the last result."""
+    ours: Callable[[], Any], theirs: Callable[[], Any] | None, repeats: int, budget: float
+) -> tuple[list[float], Any, list[float], Any]:
+    """Wall times and last results of ``repeats`` calls of ``ours`` and, alternating with them
+    (so both see the same machine load), of ``theirs`` while its total stays under ``budget`` s."""
     times: list[float] = []
-    result = None
-    while len(times) < repeats and (not times or sum(times) < budget):
+    ref_times: list[float] = []
+    result = ref_result = None
+    for _ in range(repeats):
         start = time.perf_counter()
-        result = call()
+        result = ours()
         times.append(time.perf_counter() - start)
-    return times, result
+        if theirs is not None and (not ref_times or sum(ref_times) < budget):
+            start = time.perf_counter()
+            ref_result = theirs()
+            ref_times.append(time.perf_counter() - start)
+    return times, result, ref_times, ref_result
 
 
 def to_flower(updates: torch.Tensor, weights: torch.Tensor) -> FlowerInput:
@@ -103,6 +111,9 @@ def parse_args() -> argparse.Namespace:
         help="seconds of Flower runs after which no new one starts",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--methods", nargs="+", metavar="NAME", help="registered defenses to time (default: all)"
+    )
     return parser.parse_args()
 
 
@@ -130,18 +141,19 @@ def main() -> None:
         f"{'method':<18}{'ours s':>10}{'Flower s':>12}{'runs':>6}{'speed-up':>10}{'max |diff|':>12}"
     )
     print(header, "-" * len(header), sep="\n")
-    for name in DEFENSES.names():
+    for name in args.methods or DEFENSES.names():
         pipeline = DefensePipeline([DEFENSES.get(name)(**stage_params(name, args.f, args.beta))])
-        times, out = timed(partial(pipeline, batch), args.repeats)
+        reference = partial(references[name], flower_input) if name in references else None
+        times, out, ref_times, ref_out = timed(
+            partial(pipeline, batch), reference, args.repeats, args.reference_budget
+        )
         ours = statistics.median(times)
         row = f"{name:<18}{ours:>10.3f}"
-        if name in references:
-            call = partial(references[name], flower_input)
-            ref_times, ref_out = timed(call, args.repeats, args.reference_budget)
+        if ref_times:
             theirs = statistics.median(ref_times)
             flat = np.concatenate([layer.ravel() for layer in ref_out])
             diff = np.abs(flat - out.aggregate.numpy()).max()
-            row += f"{theirs:>12.3f}{len(ref_times):>6}{theirs / ours:>9.1f}x{diff:>12.2e}"
+            row += f"{theirs:>12.3f}{len(ref_times):>6}{theirs / ours:>9.2f}x{diff:>12.2e}"
         print(row, flush=True)
 
 

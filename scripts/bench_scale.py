@@ -8,9 +8,9 @@ Ray, both as fresh processes. Peak memory is the largest sum of proportional set
 shared pages split between the processes that map them) over each command's whole process
 tree, Ray's workers included, sampled every ``--interval`` seconds. Prints each pair, medians,
 the simulation's median seconds per round (round 1, with Ray's start-up, excluded) and the
-ratios A/B.
+ratios A/B; ``--simulation-only`` skips (B).
 
-    .venv/bin/python scripts/bench_scale.py [SCENARIO] [--repeats 3]
+    .venv/bin/python scripts/bench_scale.py [SCENARIO] [--repeats 3] [--simulation-only]
 """
 
 from __future__ import annotations
@@ -71,35 +71,38 @@ def main() -> None:
     parser.add_argument("scenario", nargs="?", default="scenarios/scale-1000.yaml")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--interval", type=float, default=0.5, help="memory sampling period, seconds")
+    parser.add_argument("--simulation-only", action="store_true", help="measure the simulation alone")
     args = parser.parse_args()
-    rows = []
+    sims: list[tuple[float, float]] = []
+    plains: list[tuple[float, float]] = []
+    round_times: list[float] = []
     with tempfile.TemporaryDirectory(prefix="fedsec-scale-") as tmp:
         rounds = json.loads(subprocess.run(
             [sys.executable, "-m", "fedsec", "resolve", args.scenario, "--key", "rounds"],
             cwd=ROOT, check=True, capture_output=True, text=True).stdout)
         for repeat in range(args.repeats):
             out = Path(tmp) / f"runs-{repeat}"
-            sim = measured([sys.executable, "-m", "fedsec", "run", args.scenario, "--quiet",
-                            f"--set=output.dir={out}"], args.interval)
-            plain = measured([sys.executable, str(ROOT / "scripts" / "bench_sim.py"), args.scenario,
-                              f"--rounds={rounds}", f"--plain={tmp}/plain-{repeat}.json"], args.interval)
+            sims.append(measured([sys.executable, "-m", "fedsec", "run", args.scenario, "--quiet",
+                                  f"--set=output.dir={out}"], args.interval))
             (run_dir,) = out.iterdir()
             records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-            round_s = statistics.median(r["round_s"] for r in records[1:])
-            rows.append((sim, plain, round_s))
-            print(f"repeat {repeat + 1}: simulation {sim[0]:.1f} s, peak {sim[1]:.2f} GiB, {round_s:.2f} s/round; "
-                  f"plain loop {plain[0]:.1f} s, peak {plain[1]:.2f} GiB", flush=True)
+            round_times.append(statistics.median(r["round_s"] for r in records[1:]))
+            line = (f"repeat {repeat + 1}: simulation {sims[-1][0]:.1f} s, peak {sims[-1][1]:.2f} GiB, "
+                    f"{round_times[-1]:.2f} s/round")
+            if not args.simulation_only:
+                plains.append(measured([sys.executable, str(ROOT / "scripts" / "bench_sim.py"), args.scenario,
+                                        f"--rounds={rounds}", f"--plain={tmp}/plain-{repeat}.json"], args.interval))
+                line += f"; plain loop {plains[-1][0]:.1f} s, peak {plains[-1][1]:.2f} GiB"
+            print(line, flush=True)
 
-    def median(values: list[float]) -> float:
-        return statistics.median(values)
-
-    sim_wall, sim_peak = median([r[0][0] for r in rows]), median([r[0][1] for r in rows])
-    plain_wall, plain_peak = median([r[1][0] for r in rows]), median([r[1][1] for r in rows])
+    median = statistics.median
     print(f"\n{args.scenario}: medians of {args.repeats} (whole processes, start-up included)")
-    print(f"simulation: {sim_wall:.1f} s, {median([r[2] for r in rows]):.2f} s/round, peak {sim_peak:.2f} GiB")
-    print(f"plain loop: {plain_wall:.1f} s, peak {plain_peak:.2f} GiB")
-    print(f"ratio simulation/plain: time {median([r[0][0] / r[1][0] for r in rows]):.2f}, "
-          f"peak memory {median([r[0][1] / r[1][1] for r in rows]):.2f}")
+    print(f"simulation: {median(s[0] for s in sims):.1f} s, {median(round_times):.2f} s/round, "
+          f"peak {median(s[1] for s in sims):.2f} GiB")
+    if plains:
+        print(f"plain loop: {median(p[0] for p in plains):.1f} s, peak {median(p[1] for p in plains):.2f} GiB")
+        print(f"ratio simulation/plain: time {median(s[0] / p[0] for s, p in zip(sims, plains, strict=True)):.2f}, "
+              f"peak memory {median(s[1] / p[1] for s, p in zip(sims, plains, strict=True)):.2f}")
 
 
 if __name__ == "__main__":

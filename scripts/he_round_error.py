@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from fedsec.fl.nodes import Nodes
 from fedsec.fl.server import FederationServer
 from fedsec.fl.simulation import simulate
 from fedsec.results import RunDirectory
@@ -42,7 +43,7 @@ def recorded_run(scenario: Scenario, out: Path, steer: Steer | None = None) -> t
     ends: list[torch.Tensor] = []
 
     class Recording(FederationServer):
-        def run_round(self, round_number: int, nodes: dict[int, int]) -> dict[str, Any]:
+        def run_round(self, round_number: int, nodes: Nodes) -> dict[str, Any]:
             if steer is not None:  # only the plaintext control is steered: its aggregation holds a tensor
                 aggregation = self.aggregation
                 aggregation.global_vector = steer(round_number, aggregation.global_vector.detach().cpu()).to(self.device)

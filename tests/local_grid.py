@@ -6,6 +6,7 @@ results of the product always come from the Ray simulation.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from flwr.app import Context, Error, Message, RecordDict
@@ -21,7 +22,9 @@ CLIENT_ERROR = 1
 
 
 class LocalGrid(Grid):
-    """One node per partition (node id 1000 + partition), answered in order by ``client_app``."""
+    """One node per partition (node id 1000 + partition), answered in order by ``client_app``.
+
+    ``sent`` counts the messages delivered by type, ``node_id_calls`` the calls of get_node_ids."""
 
     def __init__(self, client_app: ClientApp, num_nodes: int) -> None:
         TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, SERVER_NODE
@@ -31,14 +34,18 @@ class LocalGrid(Grid):
                                            node_config={PARTITION_KEY: p, "num-partitions": num_nodes})
             for p in range(num_nodes)
         }
+        self.sent: Counter[str] = Counter()
+        self.node_id_calls = 0
 
     def get_node_ids(self) -> Iterable[int]:
+        self.node_id_calls += 1
         return list(self.contexts)
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         replies = []
         for message in messages:
             node = message.metadata.dst_node_id
+            self.sent[message.metadata.message_type] += 1
             try:
                 reply = self.client_app(message, self.contexts[node])
             except Exception as exc:  # a crashing client becomes an error reply, as in Flower

@@ -7,7 +7,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "fedsec"
-LOWER_LAYERS = ("fedsec.crypto", "fedsec.defenses", "fedsec.attacks", "fedsec.watermark", "fedsec.data")
+LOWER_LAYERS = ("fedsec.crypto", "fedsec.defenses", "fedsec.attacks", "fedsec.watermark", "fedsec.data",
+                "fedsec.privacy", "fedsec.extraction", "fedsec.inspection", "fedsec.guards")
 UPPER = ("fedsec.fl", "fedsec.scenario")
 
 

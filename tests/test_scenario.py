@@ -5,11 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
+from fedsec.attacks import MODEL_ATTACKS, ModelAttackContext, build_model_attack
 from fedsec.cli import app
-from fedsec.scenario import Scenario, ScenarioError, apply_overrides, load_scenario, parse_scenario, to_yaml
+from fedsec.scenario import (
+    Scenario,
+    ScenarioError,
+    apply_overrides,
+    load_scenario,
+    parse_scenario,
+    scenario_warnings,
+    to_yaml,
+)
 
 BAD = sorted((Path(__file__).parent / "scenarios_bad").glob("*.yaml"))
 # Sweep files (*.sweep.yaml) describe grids over a scenario; tests/experiments checks them.
@@ -111,7 +121,8 @@ def test_overrides_set_nested_values_parsed_as_yaml() -> None:
 def test_override_to_unknown_key_is_an_error() -> None:
     with pytest.raises(ScenarioError) as info:
         parse_scenario(apply_overrides({"name": "x"}, ["data.alfa=0.1"]))
-    assert info.value.lines == ["data.alfa: unknown key"]
+    assert info.value.lines == [
+        "data.alfa: unknown key; data takes: dataset, num_clients, partitioner, root, test_samples"]
 
 
 def test_override_without_equals_sign() -> None:
@@ -131,3 +142,98 @@ def test_resolved_scenarios_round_trip(path: Path) -> None:
     scenario = load_scenario(path)
     assert Scenario.model_validate_json(scenario.model_dump_json()) == scenario
     assert parse_scenario(yaml.safe_load(to_yaml(scenario))) == scenario
+
+
+def problem(**sections: object) -> str:
+    """The single problem line of a small scenario with ``sections`` added."""
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario({"name": "x", "rounds": 2, "data": {"num_clients": 4}, **sections})
+    assert len(info.value.lines) == 1, info.value.lines
+    return info.value.lines[0]
+
+
+def test_unknown_key_lists_the_keys_of_its_method_and_suggests_the_closest() -> None:
+    assert problem(defenses=[{"name": "fedavg"}, {"name": "flame", "max_norm": 1}]) == (
+        "defenses.1.max_norm: unknown key; flame takes: distance, membership, noise_lambda")
+    assert problem(round=3).startswith(
+        "round: unknown key (did you mean rounds?); the top level takes: attack, client, data, defenses,")
+    assert problem(data={"num_clients": 4, "partitioner": {"name": "dirichlet", "alfa": 1}}) == (
+        "data.partitioner.alfa: unknown key (did you mean alpha?); dirichlet takes: alpha, min_partition_size, "
+        "self_balancing")
+    assert problem(attack={"fraction": 0.25, "schedule": {"strat": 1}}) == (
+        "attack.schedule.strat: unknown key; attack.schedule takes: end_round, every, single_shot, start_round")
+
+
+@pytest.mark.parametrize(("sections", "where", "name"), [
+    ({"defenses": ["flame"]}, "defenses.0", "flame"),
+    ({"data": {"num_clients": 4, "partitioner": "iid"}}, "data.partitioner", "iid"),
+    ({"attack": {"fraction": 0.25, "model": "alie"}}, "attack.model", "alie"),
+    ({"attack": {"fraction": 0.25, "data": "badnets"}}, "attack.data", "badnets"),
+    ({"inspection": {"methods": ["neural-cleanse"]}}, "inspection.methods.0", "neural-cleanse"),
+    ({"runtime_guards": {"chains": {"main": ["strip"]}}}, "runtime_guards.chains.main.0", "strip"),
+    ({"privacy": {"inversion": {"attacks": ["dlg"]}}}, "privacy.inversion.attacks.0", "dlg"),
+    ({"extraction": {"attacks": ["knockoff"]}}, "extraction.attacks.0", "knockoff"),
+    ({"watermark": {"scheme": "uchida"}}, "watermark.scheme", "uchida"),
+], ids=lambda v: v if isinstance(v, str) and "." in v else None)
+def test_a_method_name_where_a_mapping_belongs_shows_how_to_write_it(sections: dict, where: str, name: str) -> None:
+    assert problem(**sections) == f"{where}: expected a mapping of keys, got {name!r} (write {{name: {name}}})"
+
+
+def test_no_mapping_hint_for_a_name_the_list_does_not_hold() -> None:
+    assert problem(defenses=["alie"]) == "defenses.0: expected a mapping of keys, got 'alie'"
+    assert problem(data="digits") == "data: expected a mapping of keys, got 'digits'"
+
+
+BENIGN_UPDATE_ATTACKS = [{"name": "alie"}, {"name": "ipm"}, {"name": "minmax"}, {"name": "minsum"},
+                         {"name": "constrain-scale"}]
+
+
+@pytest.mark.parametrize("spec", BENIGN_UPDATE_ATTACKS, ids=lambda s: s["name"])
+def test_attacks_declaring_benign_updates_depend_on_them(spec: dict) -> None:
+    """Their update with other clients' benign updates differs from the one with the own update alone
+    (what ``collusion: none`` gives them)."""
+    attack = build_model_attack(spec)
+    assert attack.uses_benign_updates()
+    generator = torch.Generator().manual_seed(0)
+    own, others = torch.randn(50, generator=generator), torch.randn(4, 50, generator=generator) * 3
+
+    def context(benign: torch.Tensor | None) -> ModelAttackContext:
+        return ModelAttackContext(global_vector=torch.zeros(50), benign_updates=benign, num_clients=10,
+                                  num_malicious=2, num_clients_per_round=5, round_examples=500, own_examples=100,
+                                  generator=torch.Generator().manual_seed(1))
+
+    assert not torch.allclose(attack(own, context(None)), attack(own, context(torch.vstack([own, others]))))
+
+
+def test_other_attacks_do_not_declare_benign_updates() -> None:
+    declaring = {spec["name"] for spec in BENIGN_UPDATE_ATTACKS}
+    for name in MODEL_ATTACKS.names():
+        assert build_model_attack({"name": name}).uses_benign_updates() == (name in declaring), name
+    assert not build_model_attack({"name": "constrain-scale", "radius": 1.0}).uses_benign_updates()
+
+
+def attack_scenario(collusion: str, **model: object) -> Scenario:
+    return parse_scenario({"name": "x", "data": {"num_clients": 10},
+                           "attack": {"fraction": 0.2, "model": model, "collusion": collusion}})
+
+
+def test_benign_update_attacks_without_collusion_are_warned_about() -> None:
+    assert scenario_warnings(attack_scenario("none", name="alie")) == [
+        "warning: attack.model: alie is computed from the benign updates the attacker knows, and with "
+        "attack.collusion: none that is only its own update, so the attack degenerates "
+        "(set attack.collusion: full-knowledge)"]
+    assert scenario_warnings(attack_scenario("full-knowledge", name="alie")) == []
+    assert scenario_warnings(attack_scenario("none", name="scaling")) == []
+    assert scenario_warnings(attack_scenario("none", name="constrain-scale", radius=2.0)) == []
+    assert scenario_warnings(parse_scenario({"name": "x"})) == []
+
+
+def test_validate_prints_the_warning_on_stderr_and_exits_0(tmp_path: Path) -> None:
+    path = tmp_path / "ipm.yaml"
+    path.write_text(yaml.safe_dump({"name": "ipm", "data": {"num_clients": 10},
+                                    "attack": {"fraction": 0.2, "model": {"name": "ipm"}}}))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and result.stdout == f"{path}: ok\n"
+    assert result.stderr.splitlines() == [f"{path}: warning: attack.model: ipm is computed from the benign updates "
+                                          "the attacker knows, and with attack.collusion: none that is only its own "
+                                          "update, so the attack degenerates (set attack.collusion: full-knowledge)"]

@@ -22,6 +22,7 @@ from fedsec.defenses import (  # noqa: F401  (imported to register them)
     norm_clipping,
     signguard,
     trimmed_mean,
+    weight_space,
 )
 from fedsec.defenses.base import (
     DEFENSES,

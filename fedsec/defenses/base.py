@@ -25,7 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
-from fedsec.defenses._math import weighted_mean
+from fedsec.defenses._math import row_norms, weighted_mean
 from fedsec.defenses.scalars import Scalar, ScalarBatch
 from fedsec.registry import Registry
 
@@ -57,6 +57,10 @@ class UpdateBatch:
         (n,) bool, rows still in the game; stages may only turn entries off.
     aggregate : Tensor or None
         (d,) the aggregated update, once an aggregator (or the pipeline's default) set it.
+    contributions : Tensor or None
+        (n,) share of the aggregate each row put in, set with the aggregate: >= 0, summing to 1
+        (0 for rows left out; all 0 when the aggregate is the zero update). Post-processing
+        (noise, clipping of the new model) does not change it.
     scores : Mapping[str, Tensor]
         Per-stage (n,) scores by stage name; NaN for rows the stage did not see.
     info : Mapping[str, float]
@@ -77,6 +81,7 @@ class UpdateBatch:
     global_vector: Tensor
     accepted: Tensor
     aggregate: Tensor | None = None
+    contributions: Tensor | None = None
     scores: Mapping[str, Tensor] = field(default_factory=dict)
     info: Mapping[str, float] = field(default_factory=dict)
     server_update: Tensor | None = None
@@ -95,6 +100,7 @@ class UpdateBatch:
             "global_vector": (self.global_vector, (d,)),
             "accepted": (self.accepted, (n,)),
             "aggregate": (self.aggregate, (d,)),
+            "contributions": (self.contributions, (n,)),
             "server_update": (self.server_update, (d,)),
             "senders": (self.senders, (n,)),
         }
@@ -154,6 +160,7 @@ class UpdateBatch:
             updates=self.updates.index_select(0, index),
             weights=self.weights.index_select(0, index),
             accepted=torch.ones(index.numel(), dtype=torch.bool, device=self.accepted.device),
+            contributions=None,
             scores={},
             senders=self.sender_keys().index_select(0, index),
         )
@@ -163,10 +170,12 @@ class UpdateBatch:
         return weighted_mean(self.updates, self.weights * self.accepted)
 
     def with_default_aggregate(self) -> UpdateBatch:
-        """This batch with ``aggregate`` set to :meth:`mean_of_accepted` if no stage set it."""
+        """This batch with ``aggregate`` set to :meth:`mean_of_accepted`, and its contributions,
+        if no stage set it."""
         if self.aggregate is not None:
             return self
-        return replace(self, aggregate=self.mean_of_accepted())
+        mass = mean_contributions(self.updates, self.weights * self.accepted)
+        return replace(self, aggregate=self.mean_of_accepted(), contributions=normalized(mass))
 
     def require_generator(self, stage: str) -> torch.Generator:
         """The round's generator; ValueError naming ``stage`` when there is none."""
@@ -189,6 +198,11 @@ class Decision:
         (k, d) rewritten rows (pre-processing).
     aggregate : Tensor or None
         (d,) the aggregated update (aggregators, post-processing).
+    contributions : Tensor or None
+        (k,) aggregators only: how much of the aggregate each row put in, >= 0 on any scale
+        (the stage normalizes it): the L2 norm of the row's part of the aggregate. None: the
+        part of a row in the example-weighted mean of the kept rows (:func:`mean_contributions`),
+        right for rules whose aggregate is that mean.
     info : Mapping[str, float]
         Scalars to report; the pipeline prefixes them with the stage name.
     """
@@ -197,7 +211,32 @@ class Decision:
     score: Tensor | None = None
     updates: Tensor | None = None
     aggregate: Tensor | None = None
+    contributions: Tensor | None = None
     info: Mapping[str, float] = field(default_factory=dict)
+
+
+def normalized(mass: Tensor) -> Tensor:
+    """``mass / sum(mass)`` for a (n,) mass >= 0; all 0 when it sums to 0 (nothing was aggregated)."""
+    total = mass.sum()
+    return torch.where(total > 0, mass / total, torch.zeros_like(mass))
+
+
+def mean_contributions(rows: Tensor, weights: Tensor) -> Tensor:
+    """Mass of each row's part ``w_i x_i / sum_j w_j`` of a weighted mean, up to the common factor:
+    ``w_i |x_i|`` (L2), (n,). ``weights`` (n,) are 0 for rows left out."""
+    return weights.to(rows.dtype) * row_norms(rows)
+
+
+def coordinate_contributions(n: int, rows: Tensor, parts: Tensor) -> Tensor:
+    """Mass of each of ``n`` rows in a coordinate-wise aggregate ``a_j = sum_m parts[m, j]``,
+    where ``parts[m, j]`` came from row ``rows[m, j]`` (both (m, d)): the sum of the absolute
+    values of the row's parts, (n,).
+
+    Each coordinate's kept value counts with its magnitude. The sum over coordinates is additive,
+    so a group of rows gets the same share whichever of them supplied each value (ties), which a
+    norm of each row's scattered parts would not give.
+    """
+    return parts.new_zeros(n).index_add_(0, rows.reshape(-1), parts.reshape(-1).abs())
 
 
 class BelowMinimum(Exception):
@@ -255,6 +294,10 @@ class Defense(ABC):
     needs_root_data: ClassVar[bool] = False
     """Whether the stage needs the server's own update on a clean root dataset
     (``UpdateBatch.server_update``): a scenario running it must declare ``root_data``."""
+    rejects: ClassVar[bool] = True
+    """Whether the stage may turn rows off (``Decision.keep``). False for rules that only
+    weight, clip or add noise: a pipeline of such stages makes no accept/reject decision, so
+    it has no detection rates (docs/metrics.md), and :meth:`__call__` refuses a ``keep`` from them."""
 
     def __init__(self, **params: Any) -> None:
         self.params = self.Params(**params)
@@ -276,15 +319,16 @@ class Defense(ABC):
         """
         if self.kind is Kind.POST:
             batch = batch.with_default_aggregate()
-            return self._record(batch, None, self.decide(batch))
+            return self._record(batch, None, batch, self.decide(batch))
         index = batch.accepted_indices()
         self.check_minimum(index.numel())
         if index.numel() == 0:
             if self.kind is Kind.AGGREGATE:
-                return replace(batch, aggregate=batch.updates.new_zeros(batch.d))
+                return replace(batch, aggregate=batch.updates.new_zeros(batch.d),
+                               contributions=batch.updates.new_zeros(batch.n))
             return batch
         view = batch if index.numel() == batch.n else batch.subset(index)
-        return self._record(batch, index, self.decide(view))
+        return self._record(batch, index, view, self.decide(view))
 
     @abstractmethod
     def decide(self, batch: UpdateBatch) -> Decision:
@@ -338,6 +382,15 @@ class Defense(ABC):
         if 0 < accepted < self.minimum_rows():
             raise BelowMinimum(self.label(), self.minimum_rows(), accepted)
 
+    @staticmethod
+    def _contributions(view: UpdateBatch, decision: Decision) -> Tensor:
+        """An aggregator's ``decision.contributions``, or the default: each kept row's part of
+        the example-weighted mean of the kept rows (:func:`mean_contributions`)."""
+        if decision.contributions is not None:
+            return decision.contributions.to(view.updates.dtype)
+        kept = view.weights if decision.keep is None else view.weights * decision.keep
+        return mean_contributions(view.updates, kept)
+
     def state_dict(self) -> dict[str, Any]:
         """What must be saved to resume the stage (empty for stateless stages)."""
         return {}
@@ -347,11 +400,13 @@ class Defense(ABC):
         if state:
             raise ValueError(f"defense {self.name!r} is stateless, got state {sorted(state)}")
 
-    def _record(self, batch: UpdateBatch, index: Tensor | None, decision: Decision) -> UpdateBatch:
-        """``batch`` with ``decision`` about the rows at ``index`` (all rows when None) applied."""
+    def _record(self, batch: UpdateBatch, index: Tensor | None, view: UpdateBatch, decision: Decision) -> UpdateBatch:
+        """``batch`` with ``decision`` about ``view``, the rows at ``index`` (all rows when None), applied."""
         # rows is None when the decision covers every row in order.
         rows = index if index is not None and index.numel() < batch.n else None
         changes: dict[str, Any] = {}
+        if decision.keep is not None and not self.rejects:
+            raise RuntimeError(f"defense {self.name!r} declares rejects = False but returned keep")
         if decision.keep is not None:
             changes["accepted"] = (
                 decision.keep if rows is None else batch.accepted.index_put((rows,), decision.keep)
@@ -368,6 +423,9 @@ class Defense(ABC):
             changes["aggregate"] = decision.aggregate
         elif self.kind is Kind.AGGREGATE:
             raise RuntimeError(f"aggregator {self.name!r} returned no aggregate")
+        if self.kind is Kind.AGGREGATE:
+            share = normalized(self._contributions(view, decision))
+            changes["contributions"] = share if rows is None else share.new_zeros(batch.n).index_put((rows,), share)
         if decision.info:
             reported = {f"{self.name}.{key}": float(value) for key, value in decision.info.items()}
             changes["info"] = {**batch.info, **reported}

@@ -7,7 +7,7 @@ import math
 import torch
 
 from fedsec.defenses._math import coordinate_median, krum_scores, pairwise_sq_distances
-from fedsec.defenses.base import Decision, Defense, Kind, UpdateBatch, register
+from fedsec.defenses.base import Decision, Defense, Kind, UpdateBatch, coordinate_contributions, register
 from fedsec.defenses.krum import KrumParams
 
 
@@ -44,8 +44,10 @@ class Bulyan(Defense):
             alive = alive.index_fill(0, best, False)
             dist = dist.index_fill(1, best, math.inf)
             chosen.append(best)
-        selected = batch.updates.index_select(0, torch.stack(chosen))
+        order = torch.stack(chosen)
+        selected = batch.updates.index_select(0, order)
         gap = (selected - coordinate_median(selected)).abs_()
         closest = gap.topk(beta, dim=0, largest=False).indices
-        aggregate = selected.gather(0, closest).mean(dim=0)
-        return Decision(aggregate=aggregate, keep=~alive, score=first_scores)
+        values = selected.gather(0, closest)
+        contributions = coordinate_contributions(n, order[closest], values / beta)
+        return Decision(aggregate=values.mean(dim=0), keep=~alive, score=first_scores, contributions=contributions)

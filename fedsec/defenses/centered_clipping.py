@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import Tensor
 
 from fedsec.defenses._math import clip_factors, distances_to
-from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, register
+from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, mean_contributions, register
 
 
 @register("centered-clipping")
@@ -23,6 +23,7 @@ class CenteredClipping(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rejects = False
     rows_reason = "iterated clipping of the rows around a centre"
 
     class Params(DefenseParams):
@@ -41,12 +42,17 @@ class CenteredClipping(Defense):
         rows = batch.updates
         n = batch.n
         center = rows.new_zeros(batch.d) if self._center is None else self._center.to(rows)
+        # The centre is (last round's centre) * a + sum_i coefficients_i x_i; the rows' parts
+        # are this round's contributions.
+        coefficients = rows.new_zeros(n)
         for _ in range(self.params.iterations):
             # mean_i s_i (x_i - v) = (s @ X) / n - mean(s) v, without an (n, d) temporary.
             scale = clip_factors(distances_to(rows, center), self.params.tau)
             center = center + (scale @ rows) / n - scale.mean() * center
+            coefficients = coefficients * (1.0 - scale.mean()) + scale / n
         self._center = center
-        return Decision(aggregate=center, score=distances_to(rows, center))
+        return Decision(aggregate=center, score=distances_to(rows, center),
+                        contributions=mean_contributions(rows, coefficients))
 
     def state_dict(self) -> dict[str, Any]:
         return {} if self._center is None else {"center": self._center}

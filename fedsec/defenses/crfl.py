@@ -16,9 +16,14 @@ class CRFL(Defense):
     batch's generator. ``rho`` is a bound on the whole parameter vector, so it depends on
     the model: set it above the norm the model reaches when trained without attack.
     Acts on the aggregate: no minimum number of rows.
+
+    Only CRFL's training-time step: the paper's certification (test-time parameter smoothing,
+    a majority vote of M noisy copies of the final model, and its certified radius) is not
+    computed, so MA and ASR are those of the single final model and the run certifies nothing.
     """
 
     kind = Kind.POST
+    rejects = False
     rows_reason = "clipping and noising the plaintext new global model"
 
     class Params(DefenseParams):

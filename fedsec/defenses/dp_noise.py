@@ -24,6 +24,7 @@ class DPNoise(Defense):
     """
 
     kind = Kind.POST
+    rejects = False
 
     class Params(DefenseParams):
         sigma: float = Field(

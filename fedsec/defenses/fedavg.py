@@ -16,6 +16,7 @@ class FedAvg(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rejects = False
 
     def decide(self, batch: UpdateBatch) -> Decision:
         return Decision(aggregate=batch.mean_of_accepted())

@@ -22,12 +22,14 @@ class Flame(Defense):
     1. HDBSCAN (``min_cluster_size = n // 2 + 1``, ``min_samples = 1``, single cluster
        allowed) on the pairwise cosine distances ``1 - cos`` of the local models
        ``w_global + update`` (as in the paper; ``distance: updates`` clusters the updates); rows
-       outside the majority cluster are rejected. scikit-learn counts as members of a
-       single cluster only its densest ~n/2 + 1 rows; a second pass with
-       ``cluster_selection_epsilon`` = that core's diameter admits the rows linked to
-       it by no longer distances, so honest stragglers stay while a separated minority
-       does not. When HDBSCAN finds no cluster, no row is rejected
-       (``info["flame.no_cluster"] = 1``).
+       outside the majority cluster are rejected. ``min_samples = 1`` and allowing a single
+       cluster are this implementation's settings. One pass, as in the paper
+       (``membership: hdbscan``): scikit-learn counts as members of a single cluster only
+       its densest ~n/2 + 1 rows, so honest stragglers are rejected too.
+       ``membership: widened`` adds a second pass with ``cluster_selection_epsilon`` = that
+       core's diameter, which admits the rows linked to it by no longer distances, so
+       honest stragglers stay while a separated minority does not (not in the paper).
+       When HDBSCAN finds no cluster, no row is rejected (``info["flame.no_cluster"] = 1``).
     2. ``S`` = median L2 norm of all rows; kept rows are scaled to norm <= S.
     3. Unweighted mean of the kept rows plus N(0, (lambda S)^2 I) drawn from the
        batch's generator.
@@ -51,8 +53,19 @@ class Flame(Defense):
         distance: Literal["models", "updates"] = Field(
             "models", description="Cluster the cosine distances of local models (w_global + update) or of updates."
         )
+        membership: Literal["hdbscan", "widened"] = Field(
+            "hdbscan",
+            description="Majority cluster: hdbscan = the members of one HDBSCAN pass (Nguyen et al.); widened = "
+            "a second pass with cluster_selection_epsilon = the first cluster's diameter, which keeps honest "
+            "rows the single pass leaves out (not in the paper).",
+        )
 
     params: Params
+
+    @property
+    def widened(self) -> bool:
+        """Whether the majority cluster is widened by a second HDBSCAN pass."""
+        return self.params.membership == "widened"
 
     def minimum_rows(self) -> int:
         """2: FLAME's filter is HDBSCAN with ``min_cluster_size = n // 2 + 1`` (Nguyen et al.),
@@ -69,14 +82,16 @@ class Flame(Defense):
         rows = batch.updates
         points = rows + batch.global_vector if self.params.distance == "models" else rows
         distance = (1.0 - cosine_similarity_matrix(points)).clamp_min_(0.0).fill_diagonal_(0.0)
-        keep, clustered, bound, coefficients = _filter_and_clip(distance, row_norms(rows))
+        norms = row_norms(rows)
+        keep, clustered, bound, coefficients = _filter_and_clip(distance, norms, self.widened)
         aggregate = coefficients.to(rows.dtype) @ rows
         std = self.params.noise_lambda * bound
         if self.params.noise_lambda > 0:
             generator = batch.require_generator(self.name)
             aggregate = aggregate + gaussian_like(aggregate, std, generator)
         info = {"clip_bound": float(bound), "std": float(std), "no_cluster": float(not clustered)}
-        return Decision(aggregate=aggregate, keep=keep, score=distance.median(dim=1).values, info=info)
+        return Decision(aggregate=aggregate, keep=keep, score=distance.median(dim=1).values, info=info,
+                        contributions=coefficients * norms)
 
     def on_scalars(self, batch: ScalarBatch) -> ScalarBatch:
         """Cosine distances from the Gram matrix (of local models ``w + x_i``:
@@ -92,7 +107,7 @@ class Flame(Defense):
         inv = gram.diagonal().clamp_min(0.0).sqrt().clamp_min(TINY).reciprocal()
         cos = (gram * inv.unsqueeze(0) * inv.unsqueeze(1)).clamp(-1.0, 1.0)
         distance = (1.0 - (cos + cos.T) / 2.0).clamp_min(0.0).fill_diagonal_(0.0)
-        keep, clustered, bound, kept_coefficients = _filter_and_clip(distance, batch.norms(index))
+        keep, clustered, bound, kept_coefficients = _filter_and_clip(distance, batch.norms(index), self.widened)
         coefficients = torch.zeros_like(batch.weights)
         coefficients[index] = kept_coefficients
         accepted = torch.zeros_like(batch.accepted)
@@ -105,34 +120,35 @@ class Flame(Defense):
         return batch.with_noise(std) if self.params.noise_lambda > 0 else batch
 
 
-def _filter_and_clip(distance: Tensor, norms: Tensor) -> tuple[Tensor, bool, Tensor, Tensor]:
+def _filter_and_clip(distance: Tensor, norms: Tensor, widened: bool) -> tuple[Tensor, bool, Tensor, Tensor]:
     """FLAME's filter and clipping of k rows from their (k, k) cosine distances and (k,) norms.
 
     Returns the majority-cluster mask, whether a cluster was found, the clip bound (the
     median norm) and each row's coefficient in the aggregate (clip factor over the number of
     kept rows; 0 for rejected rows).
     """
-    keep, clustered = majority_cluster(distance)
+    keep, clustered = majority_cluster(distance, widened)
     bound = norms.median()
     coefficients = keep * clip_factors(norms, bound) / keep.sum().clamp_min(1)
     return keep, clustered, bound, coefficients
 
 
-def majority_cluster(distance: Tensor) -> tuple[Tensor, bool]:
+def majority_cluster(distance: Tensor, widened: bool) -> tuple[Tensor, bool]:
     """Mask of the majority HDBSCAN cluster of the (n, n) distances (n >= 2), and whether
-    one exists (all rows when none does)."""
+    one exists (all rows when none does); ``widened`` adds the second pass."""
     # The one place a (small) n x n matrix leaves the device: HDBSCAN is numpy-only.
     matrix = distance.double().cpu().numpy()
     core = _largest_cluster(matrix, epsilon=0.0)
     if core is None:
         return torch.ones(distance.shape[0], dtype=torch.bool, device=distance.device), False
-    # With one cluster, scikit-learn labels as members only its densest rows (those
-    # still in it at its last split, about n/2 + 1). Rows that join it through links
-    # no longer than the core's diameter belong to it too (cluster_selection_epsilon).
-    diameter = float(matrix[np.ix_(core, core)].max())
-    wider = _largest_cluster(matrix, epsilon=diameter) if diameter > 0 else None
-    if wider is not None:
-        core = wider
+    if widened:
+        # With one cluster, scikit-learn labels as members only its densest rows (those
+        # still in it at its last split, about n/2 + 1). Rows that join it through links
+        # no longer than the core's diameter belong to it too (cluster_selection_epsilon).
+        diameter = float(matrix[np.ix_(core, core)].max())
+        wider = _largest_cluster(matrix, epsilon=diameter) if diameter > 0 else None
+        if wider is not None:
+            core = wider
     return torch.from_numpy(core).to(distance.device), True
 
 

@@ -34,4 +34,5 @@ class FLTrust(Defense):
         trust = torch.relu((rows @ reference) / (norms * reference_norm.clamp_min(TINY)))
         # Rescale every row to |g0| and weight it by its trust, in one product.
         coefficients = trust * reference_norm / norms / trust.sum().clamp_min(TINY)
-        return Decision(aggregate=coefficients @ rows, keep=trust > 0, score=trust)
+        # Every row's part has norm t_i |g0| / sum t: its contribution is its trust.
+        return Decision(aggregate=coefficients @ rows, keep=trust > 0, score=trust, contributions=trust)

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import Tensor
 
 from fedsec.defenses._math import TINY, cosine_similarity_matrix, weighted_mean
-from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, register
+from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, mean_contributions, register
 
 
 def foolsgold_weights(history: Tensor, kappa: float) -> Tensor:
@@ -62,7 +62,8 @@ class FoolsGold(Defense):
         history = self._accumulate(batch.sender_keys(), batch.updates)
         weights = foolsgold_weights(history, self.params.kappa)
         aggregate = weighted_mean(batch.updates, weights)
-        return Decision(aggregate=aggregate, keep=weights > 0, score=weights)
+        contributions = mean_contributions(batch.updates, weights)
+        return Decision(aggregate=aggregate, keep=weights > 0, score=weights, contributions=contributions)
 
     def _accumulate(self, keys: Tensor, rows: Tensor) -> Tensor:
         """Add ``rows`` to their senders' histories; return those histories, (k, d)."""

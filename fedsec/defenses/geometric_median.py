@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from fedsec.defenses._math import distances_to, weighted_mean
-from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, register
+from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, mean_contributions, register
 
 
 @register("geometric-median")
@@ -19,6 +19,7 @@ class GeometricMedian(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rejects = False
     rows_reason = "Weiszfeld iterations on the rows"
 
     class Params(DefenseParams):
@@ -40,12 +41,15 @@ class GeometricMedian(Defense):
         distances = distances_to(rows, median)
         objective = float(weights @ distances)
         steps = 0
+        final_weights = weights  # those of the current estimate
         while steps < self.params.iterations:
             steps += 1
-            median = weighted_mean(rows, weights / distances.clamp_min(self.params.eps))
+            final_weights = weights / distances.clamp_min(self.params.eps)
+            median = weighted_mean(rows, final_weights)
             distances = distances_to(rows, median)
             previous, objective = objective, float(weights @ distances)
             if previous - objective <= self.params.tolerance * objective:
                 break
         info = {"iterations": steps, "objective": objective}
-        return Decision(aggregate=median, score=distances, info=info)
+        contributions = mean_contributions(rows, final_weights)
+        return Decision(aggregate=median, score=distances, info=info, contributions=contributions)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fedsec.defenses._math import coordinate_median
 from fedsec.defenses.base import Decision, Defense, Kind, UpdateBatch, register
+from fedsec.defenses.trimmed_mean import trimmed_mean
 
 
 @register("median")
@@ -16,7 +16,11 @@ class Median(Defense):
     """
 
     kind = Kind.AGGREGATE
+    rejects = False
     rows_reason = "coordinate-wise order statistics"
 
     def decide(self, batch: UpdateBatch) -> Decision:
-        return Decision(aggregate=coordinate_median(batch.updates))
+        """The trimmed mean that keeps the middle value (odd n) or the two middle values (even n):
+        each coordinate's value comes from those rows."""
+        aggregate, contributions = trimmed_mean(batch.updates, (batch.n - 1) // 2)
+        return Decision(aggregate=aggregate, contributions=contributions)

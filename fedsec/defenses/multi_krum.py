@@ -1,4 +1,4 @@
-"""Multi-Krum (El Mhamdi et al., 2018), as Flower's ``aggregate_krum`` with ``to_keep=m``."""
+"""Multi-Krum (Blanchard et al., 2017; El Mhamdi et al., 2018), as Flower's ``aggregate_krum`` with ``to_keep=m``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ from fedsec.defenses.scalars import Scalar, ScalarBatch
 @register("multi-krum")
 class MultiKrum(Defense):
     """Keep the ``m`` rows with the lowest Krum scores; example-weighted mean of them.
+
+    Differs from the papers in two ways, both as in Flower's ``aggregate_krum``: the kept rows
+    are averaged weighted by their examples, where Blanchard et al. (NeurIPS 2017) average
+    them equally (the same when clients hold equal data); and the scores are computed once,
+    as in Blanchard et al.'s m-Krum, where El Mhamdi et al. (ICML 2018) pick the rows one at
+    a time, recomputing the Krum scores of the remaining rows after each pick.
 
     Score: the Krum score (lower is more central). Decides from the Gram matrix of the
     rows, so it runs on ciphertexts.

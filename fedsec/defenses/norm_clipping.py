@@ -22,6 +22,7 @@ class NormClipping(Defense):
     """
 
     kind = Kind.PRE
+    rejects = False
 
     class Params(DefenseParams):
         bound: float | None = Field(

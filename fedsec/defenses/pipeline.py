@@ -33,8 +33,14 @@ class DefensePipeline:
                 aggregated_by = aggregated_by or stage.name
         self.stages = list(stages)
 
+    @property
+    def rejects(self) -> bool:
+        """Whether some stage may reject rows (:attr:`Defense.rejects`); without one the pipeline
+        makes no accept/reject decision and has no detection rates."""
+        return any(stage.rejects for stage in self.stages)
+
     def __call__(self, batch: UpdateBatch) -> UpdateBatch:
-        """The batch after every stage, with ``aggregate`` set."""
+        """The batch after every stage, with ``aggregate`` and ``contributions`` set."""
         for stage in self.stages:
             batch = stage(batch)
         return batch.with_default_aggregate()

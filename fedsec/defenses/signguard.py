@@ -40,10 +40,11 @@ class SignGuard(Defense):
     1. Norm filter: keep rows with ``lower <= |x_i| / median_j |x_j| <= upper``.
     2. Sign filter: on a random ``coordinate_fraction`` of the coordinates (from the
        batch's generator), each row's fractions of positive, zero and negative entries;
-       keep the largest cluster of these 3-D features (DBSCAN-style linking with an
-       estimated bandwidth, one of the clusterings the paper allows; scikit-learn's
-       MeanShift, its default, splits a single honest cloud and rejects ~40% of honest
-       rows when nobody attacks).
+       keep the largest cluster of these 3-D features. Differs from the paper: Xu et al.
+       cluster with MeanShift; here the clusters are DBSCAN-style linked groups with
+       MeanShift's estimated bandwidth (the paper allows other clusterings), because
+       scikit-learn's MeanShift splits a single honest cloud and rejects ~40% of honest
+       rows when nobody attacks.
     3. Rows passing both stay accepted; every row is scaled to norm <= the median norm,
        and the pipeline (or a later aggregator) averages the accepted ones.
 

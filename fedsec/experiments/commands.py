@@ -134,9 +134,11 @@ def report(
 
 def _keys(option: str, text: str, grid: dict[str, list[str]]) -> list[str]:
     keys = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in grid]
-    if unknown or not keys:
-        raise ScenarioError([f"--{option} {text}: {unknown or 'no key'} not among the grid keys {list(grid)}"])
+    known = ", ".join(grid)
+    if not keys:
+        raise ScenarioError([f"--{option}: give one or more grid keys, comma-separated (the grid keys: {known})"])
+    if unknown := [k for k in keys if k not in grid]:
+        raise ScenarioError([f"--{option} {text}: {', '.join(unknown)} not among the grid keys ({known})"])
     return keys
 
 
@@ -154,6 +156,9 @@ def game(
     from fedsec.experiments.report import GAME_FILE, read_sweep_results
     from fedsec.results import write_atomic
 
+    if not 0 <= ma_min <= 1:  # also refuses nan
+        percent = f" (write {ma_min / 100:g} for {ma_min:g}%)" if 1 < ma_min <= 100 else ""
+        raise _fail([f"--ma-min {ma_min:g}: expected an accuracy between 0 and 1{percent}"])
     try:
         results = read_sweep_results(path)
         attacker_keys = _keys("attacker", attacker, results.grid)
@@ -175,6 +180,9 @@ def game(
     except ScenarioError as exc:
         raise _fail(exc.lines) from None
 
+    if not matrix.payoff.any():
+        typer.echo(f"warning: every payoff is 0 (no cell has an ASR above 0 with MA above {ma_min:g}), so every "
+                   "strategy is optimal and the mixed strategies below mean nothing", err=True)
     equilibrium = solve_zero_sum(matrix.payoff)
     typer.echo(f"payoff: attacker utility ASR x 1[MA > {ma_min}] (%), mean over seeds")
     width = max(len(a) for a in matrix.attacker_labels)

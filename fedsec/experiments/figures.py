@@ -27,14 +27,24 @@ def _png(fig: Any) -> bytes:
 
 
 def curves(series: dict[str, list[tuple[int, float]]], title: str, ylabel: str = "%",
-           percent: bool = True) -> bytes:
-    """Lines of (round, value) points, one per named series; values 0..1 shown as % when ``percent``."""
+           percent: bool = True, bands: dict[str, list[float | None]] | None = None) -> bytes:
+    """Lines of (round, value) points, one per named series; values 0..1 shown as % when ``percent``.
+
+    ``bands``: per series, the half-width of an interval around each point (None where there is
+    none), drawn as a shaded band of the line's colour.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    scale = 100.0 if percent else 1.0
     for label, points in series.items():
         if points:
             xs, ys = zip(*points)
-            ax.plot(xs, [100 * y if percent else y for y in ys], marker="o", markersize=3, label=label)
+            (line,) = ax.plot(xs, [scale * y for y in ys], marker="o", markersize=3, label=label)
+            half = np.array([np.nan if h is None else h for h in (bands or {}).get(label, [])], dtype=float)
+            if np.isfinite(half).any():
+                centre = scale * np.asarray(ys, dtype=float)
+                ax.fill_between(xs, centre - scale * half, centre + scale * half, color=line.get_color(), alpha=0.2,
+                                linewidth=0)
     ax.set_xlabel("round")
     ax.set_ylabel(ylabel)
     if percent:

@@ -21,7 +21,9 @@ from pydantic import BaseModel, NonNegativeInt, ValidationError, model_validator
 from fedsec.experiments import figures
 from fedsec.experiments.sweep import SWEEP_FILE
 from fedsec.experiments.table import (
+    CAPTION,
     CSV_FILE,
+    DETECTION_RATES,
     METRICS,
     RATES,
     SHOWN,
@@ -29,6 +31,7 @@ from fedsec.experiments.table import (
     SweepResults,
     format_values,
     group_rows,
+    mean_ci95,
     metric_columns,
     read_sweep,
 )
@@ -251,7 +254,9 @@ def _series(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
 def _fmt(value: Any, key: str) -> str:
     if isinstance(value, float):
         return f"{100 * value:.2f} %" if key in RATES else f"{value:.4g}"
-    return "–" if value is None else str(value)
+    if value is None:
+        return "n/a" if key in DETECTION_RATES else "–"
+    return str(value)
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -307,18 +312,30 @@ def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
                           "watermark statistics per round"))
     sections.append(("Accuracy and watermark", '<div class="figures">' + "".join(figs) + "</div>"))
 
-    detection = {name: _series(records, key) for key, name in (("precision", "precision"), ("recall", "recall (TPR)"),
-                                                                  ("fpr", "FPR"))}
-    totals = [[k, sum(int(r.get(k) or 0) for r in records)] for k in ("tp", "fp", "fn", "tn")]
-    if any(detection.values()) or any(count for _, count in totals):
-        body = image(figures.curves(detection, "Detection per round"), "detection rates per round")
-        body += table(["count (all rounds)", "clients"], totals)
-        sections.append(("Detection", body))
+    sections.append(("Detection", _detection(records)))
 
     if label_counts:
         sections.append(("Partitions", image(figures.label_histogram(label_counts), "label histogram per client")))
     sections.append(("Costs", _costs(records)))
     return sections
+
+
+def _detection(records: list[dict[str, Any]]) -> str:
+    """Detection rates and counts when the defense may reject (else "n/a"), and the malicious share."""
+    body = ""
+    if any(r.get("tp") is not None for r in records):
+        detection = {name: _series(records, key) for key, name in
+                     (("precision", "precision"), ("recall", "recall (TPR)"), ("fpr", "FPR"))}
+        body += image(figures.curves(detection, "Detection per round"), "detection rates per round")
+        body += table(["count (all rounds)", "clients"],
+                      [[k, sum(int(r.get(k) or 0) for r in records)] for k in ("tp", "fp", "fn", "tn")])
+    else:
+        body += "<p>Detection rates: n/a (the defense never rejects an update).</p>"
+    share = _series(records, "malicious_share")
+    if share:
+        body += image(figures.curves({"malicious share": share}, "Share of the aggregate from attackers"),
+                      "malicious share per round")
+    return body
 
 
 def _costs(records: list[dict[str, Any]]) -> str:
@@ -382,11 +399,14 @@ def sweep_sections(results: SweepResults) -> list[tuple[str, str]]:
              for labels, g in groups.items()]
     missing = sum(1 for r in results.rows if r.get("status") != "finished")
     note = f"<p>{missing} cells have not finished.</p>" if missing else ""
-    sections.append(("Results (mean ± std over seeds)", table(header, lines, text_columns=len(keys)) + note))
+    caption = f"<p>{html.escape(CAPTION)}</p>"
+    sections.append(("Results (mean ± 95% CI over seeds)",
+                     table(header, lines, text_columns=len(keys)) + caption + note))
 
     row_key, column_key = heatmap_axes(keys)
     heatmaps = []
-    for metric in ["ma", "asr", "recall", "fpr", *(c for c in columns if c.startswith(WATERMARK_PREFIX))]:
+    for metric in ["ma", "asr", "recall", "fpr", "malicious_share",
+                   *(c for c in columns if c.startswith(WATERMARK_PREFIX))]:
         matrix = mean_matrix(results, metric, row_key, column_key)
         if np.isfinite(matrix).any():
             percent = metric in RATES or bool(np.nanmax(np.abs(matrix)) <= 1)
@@ -403,19 +423,24 @@ def sweep_sections(results: SweepResults) -> list[tuple[str, str]]:
 
 
 def _sweep_curves(results: SweepResults, groups: dict[tuple[Any, ...], list[dict[str, Any]]]) -> str:
-    """MA and ASR per round of each grid combination, averaged over its seeds."""
+    """MA, ASR and malicious share per round of each grid combination: the mean over its seeds,
+    with the 95% confidence interval as a band."""
+    runs = {labels: [read_rounds(RunDirectory(results.path / str(row["run"]))) for row in group]
+            for labels, group in groups.items()}
     figs = []
-    for metric, name in (("ma", "MA"), ("asr", "ASR")):
-        series = {}
-        for labels, group in groups.items():
+    for metric, name in (("ma", "MA"), ("asr", "ASR"), ("malicious_share", "malicious share")):
+        series, bands = {}, {}
+        for labels, records in runs.items():
             per_round: dict[int, list[float]] = {}
-            for row in group:
-                for r in read_rounds(RunDirectory(results.path / str(row["run"]))):
-                    if isinstance(r.get(metric), (int, float)):
-                        per_round.setdefault(r["round"], []).append(r[metric])
-            series[" / ".join(labels)] = [(k, float(np.mean(v))) for k, v in sorted(per_round.items())]
+            for run in records:
+                for round_number, value in _series(run, metric):
+                    per_round.setdefault(round_number, []).append(value)
+            intervals = [(k, *mean_ci95(v)) for k, v in sorted(per_round.items())]
+            series[" / ".join(labels)] = [(k, mean) for k, mean, _ in intervals]
+            bands[" / ".join(labels)] = [half for _, _, half in intervals]
         if any(series.values()):
-            figs.append(image(figures.curves(series, f"{name} per round (mean over seeds)"), f"{name} per round"))
+            figs.append(image(figures.curves(series, f"{name} per round (mean, 95% CI over seeds)", bands=bands),
+                              f"{name} per round"))
     return '<div class="figures">' + "".join(figs) + "</div>"
 
 

@@ -4,7 +4,8 @@ Layout of a sweep directory::
 
     sweep.yaml            the sweep as run (base, overrides, axes with labels, seeds)
     cells/<label>-<hash>/ one run directory per cell (+ cell.json, run.log)
-    sweep.csv, sweep.md   one row per cell; mean ± std over seeds
+    sweep.csv             one row per cell (and seed)
+    sweep_ci.csv, sweep.md  one row per grid combination: mean and 95% confidence interval over seeds
 
 A cell is finished when its ``summary.json`` exists. Any other cell directory is incomplete and
 is run again from scratch; a finished one is never run again, so an interrupted sweep resumes by
@@ -56,8 +57,10 @@ class PlannedCell:
 
 def scenario_hash(scenario: Scenario) -> str:
     """8 hex digits identifying what a run computes: the resolved scenario without its name and
-    output directory (which do not change the results)."""
-    content = scenario.model_dump(mode="json", exclude={"name": True, "output": {"dir"}})
+    output directory (which do not change the results). Absent optional sections and unset
+    values are left out, so a section added to the scenario schema later keeps existing cells
+    finished; a changed default value changes the hash (the cell computes something else)."""
+    content = scenario.model_dump(mode="json", exclude={"name": True, "output": {"dir"}}, exclude_none=True)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
 
 

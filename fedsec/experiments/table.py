@@ -1,5 +1,6 @@
-"""A sweep's results as rows: sweep.csv (one row per cell and seed) and a Markdown table
-(one row per grid combination, mean ± std over seeds)."""
+"""A sweep's results as rows: sweep.csv (one row per cell and seed), and per grid combination
+the mean over seeds with its 95% confidence interval: sweep_ci.csv (machine-readable) and a
+Markdown table, sweep.md."""
 
 from __future__ import annotations
 
@@ -13,16 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from scipy import stats
 
 from fedsec.experiments.sweep import SWEEP_FILE, PlannedCell, summary_of
 from fedsec.results import write_atomic
 
 CSV_FILE = "sweep.csv"
+CI_FILE = "sweep_ci.csv"
 MARKDOWN_FILE = "sweep.md"
-METRICS = ("ma", "best_ma", "asr", "max_asr", "precision", "recall", "fpr", "f1", "rounds", "wall_s")
-RATES = {"ma", "best_ma", "asr", "max_asr", "precision", "recall", "fpr", "f1"}
-SHOWN = {"ma": "MA", "asr": "ASR", "recall": "recall", "fpr": "FPR", "wall_s": "time (s)"}
+METRICS = ("ma", "best_ma", "asr", "max_asr", "precision", "recall", "fpr", "f1", "malicious_share", "rounds",
+           "wall_s")
+RATES = {"ma", "best_ma", "asr", "max_asr", "precision", "recall", "fpr", "f1", "malicious_share"}
+DETECTION_RATES = {"precision", "recall", "fpr", "f1"}
+"""Null when the defense never rejects: shown as "n/a" (docs/metrics.md#detection)."""
+SHOWN = {"ma": "MA", "asr": "ASR", "recall": "recall", "fpr": "FPR", "malicious_share": "malicious share",
+         "wall_s": "time (s)"}
 WATERMARK_PREFIX = "wm_"
+CAPTION = ("Mean over seeds ± half-width of its 95% confidence interval (Student's t, k - 1 degrees of freedom); "
+           "a single seed shows its value alone. n/a: the defense never rejects an update.")
 
 
 def cell_rows(keys: Sequence[str], planned: list[PlannedCell], root: Path) -> list[dict[str, Any]]:
@@ -75,27 +84,38 @@ def read_csv(path: Path, text_columns: Sequence[str] = ()) -> list[dict[str, Any
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
     """The metric columns of the Markdown table: MA, ASR, detection, watermark keys, time."""
     watermark = sorted({k for row in rows for k in row if k.startswith(WATERMARK_PREFIX)})
-    return ["ma", "asr", "recall", "fpr", *watermark, "wall_s"]
+    return ["ma", "asr", "recall", "fpr", "malicious_share", *watermark, "wall_s"]
 
 
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for a single value)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+def mean_ci95(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean of k values (seeds) and the half-width of its 95% confidence interval,
+    ``t_{0.975, k-1} s / sqrt(k)`` with s the sample standard deviation (None for k = 1)."""
+    k = len(values)
+    mean = statistics.fmean(values)
+    if k < 2:
+        return mean, None
+    return mean, float(stats.t.ppf(0.975, k - 1)) * statistics.stdev(values) / math.sqrt(k)
+
+
+def _present(values: list[Any]) -> list[Any]:
+    return [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
 
 
 def format_values(values: list[Any], key: str) -> str:
-    """``mean ± std`` (rates in %); booleans as "k/n"; ``–`` when nothing was recorded."""
-    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    """``mean ± 95% CI`` over seeds (rates in %; the value alone for one seed); booleans as "k/n";
+    "n/a" for detection rates nobody recorded (a defense that never rejects); ``–`` for other
+    values nobody recorded."""
+    present = _present(values)
     if not present:
-        return "–"
+        return "n/a" if key in DETECTION_RATES else "–"
     if all(isinstance(v, bool) for v in present):
         return f"{sum(present)}/{len(present)}"
     if not all(isinstance(v, (int, float)) for v in present):
         return "/".join(sorted({str(v) for v in present}))
-    mean, std = mean_std([float(v) for v in present])
+    mean, half = mean_ci95([float(v) for v in present])
     scale, digits = (100.0, 1) if key in RATES else (1.0, 3 if abs(mean) < 10 else 1)
     text = f"{scale * mean:.{digits}f}"
-    return text + (f" ± {scale * std:.{digits}f}" if std is not None else "")
+    return text + (f" ± {scale * half:.{digits}f}" if half is not None else "")
 
 
 def group_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
@@ -108,20 +128,38 @@ def group_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> dict[tuple[An
 
 
 def markdown_table(rows: list[dict[str, Any]], keys: Sequence[str]) -> str:
-    """One line per grid combination: labels, seeds run, mean ± std of each metric column."""
+    """One line per grid combination: labels, seeds run, mean ± 95% CI of each metric column;
+    then the caption saying so."""
     columns = metric_columns(rows)
     header = [*keys, "seeds", *(SHOWN.get(c, c) + (" (%)" if c in RATES else "") for c in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for labels, group in group_rows(rows, keys).items():
         cells = [format_values([row.get(c) for row in group], c) for c in columns]
         lines.append("| " + " | ".join([*labels, str(len(group)), *cells]) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + CAPTION + "\n"
+
+
+def ci_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per grid combination: its labels, ``seeds`` (finished runs), and for every numeric
+    metric ``<metric>_mean``, ``<metric>_ci95`` (half-width of the 95% interval, None for one
+    value) and ``<metric>_n`` (runs that recorded it); booleans count as 0/1."""
+    metrics = [*METRICS, *sorted({k for row in rows for k in row if k.startswith(WATERMARK_PREFIX)})]
+    table = []
+    for labels, group in group_rows(rows, keys).items():
+        line: dict[str, Any] = {**dict(zip(keys, labels, strict=True)), "seeds": len(group)}
+        for metric in metrics:
+            values = [float(v) for v in _present([row.get(metric) for row in group]) if isinstance(v, (int, float))]
+            mean, half = mean_ci95(values) if values else (None, None)
+            line.update({f"{metric}_mean": mean, f"{metric}_ci95": half, f"{metric}_n": len(values)})
+        table.append(line)
+    return table
 
 
 def write_tables(keys: Sequence[str], planned: list[PlannedCell], root: Path) -> list[dict[str, Any]]:
-    """Write sweep.csv and sweep.md in ``root``; returns the rows."""
+    """Write sweep.csv, sweep_ci.csv and sweep.md in ``root``; returns the rows of sweep.csv."""
     rows = cell_rows(keys, planned, root)
     write_csv(rows, root / CSV_FILE)
+    write_csv(ci_rows(rows, keys), root / CI_FILE)
     write_atomic(root / MARKDOWN_FILE, markdown_table(rows, keys))
     return rows
 

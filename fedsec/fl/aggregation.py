@@ -31,11 +31,16 @@ class Decision:
         Per-stage (n,) scores of the defense pipeline.
     info : dict[str, float]
         Scalars the stages report.
+    contributions : Tensor or None
+        (n,) share of the aggregate each reply put in (``UpdateBatch.contributions``: >= 0,
+        summing to 1, all 0 when nothing was aggregated); None when the aggregation cannot know
+        it (:attr:`Aggregation.contributions_unavailable` says why).
     """
 
     accepted: torch.Tensor
     scores: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict[str, float] = field(default_factory=dict)
+    contributions: torch.Tensor | None = None
 
 
 class Aggregation(ABC):
@@ -44,9 +49,18 @@ class Aggregation(ABC):
 
     key_fingerprint: str | None = None
     """Public fingerprint of the keys the state is encrypted under (None: not encrypted)."""
+    rejects: bool = False
+    """Whether the defense pipeline may reject valid updates (``DefensePipeline.rejects``): only
+    then does a round have detection rates."""
+    contributions_unavailable: str | None = None
+    """Why decisions carry no contributions, as one phrase (None: they do)."""
+    hears_nodes: bool = False
+    """Whether :meth:`node_joined` must hear a client's answer to the discovery query before the
+    client trains: virtual clients are then asked when first sampled (fedsec.fl.nodes)."""
 
     def query_content(self) -> RecordDict:
-        """Content of the discovery query sent to every node before round 1."""
+        """Content of the discovery query, sent to every node before round 1 (to a virtual client
+        when first sampled, and only if :attr:`hears_nodes`)."""
         return RecordDict()
 
     def node_joined(self, partition: int, metrics: MetricRecord) -> None:

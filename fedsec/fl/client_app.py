@@ -1,7 +1,9 @@
-"""The ClientApp: answers the server's partition query and trains on its own partition."""
+"""The ClientApp: answers the server's partition query and trains on its partition (its node's own,
+or, on a virtual client of a simulation, the one the message names)."""
 
 from __future__ import annotations
 
+import os
 import time
 from functools import lru_cache
 
@@ -15,6 +17,7 @@ from fedsec.faults import ClientCrash, crashes, delay_s
 from fedsec.federated_data import federated_data
 from fedsec.fl.encrypted_transport import client_global_vector, client_update_record
 from fedsec.fl.protocol import (
+    ADDRESS_RECORD,
     CONFIG_RECORD,
     METRICS_RECORD,
     MODEL_RECORD,
@@ -24,6 +27,7 @@ from fedsec.fl.protocol import (
     SAMPLED_KEY,
     SCENARIO_KEY,
     UPDATE_RECORD,
+    VIRTUAL_CLIENTS_ENV,
     record_vector,
     vector_record,
 )
@@ -41,18 +45,25 @@ def _trainer(scenario_json: str) -> LocalTrainer:
     return LocalTrainer(scenario, federated_data(scenario.data, scenario.seed), device)
 
 
-def _partition(context: Context) -> int:
-    return int(context.node_config[PARTITION_KEY])
+def _partition(message: Message, context: Context) -> int:
+    """The partition named by the message on a virtual client, else the node's own."""
+    address = message.content.config_records.get(ADDRESS_RECORD)
+    if address is None:
+        return int(context.node_config[PARTITION_KEY])
+    if not os.environ.get(VIRTUAL_CLIENTS_ENV):
+        raise PermissionError("this node holds its own partition; a message may not name another")
+    return int(address[PARTITION_KEY])
 
 
 @app.query()
 def query(message: Message, context: Context) -> Message:
     """Tell the server which partition this node holds (and its example count, when the query
     carries the scenario: encrypted FedAvg needs the counts before training)."""
-    reply = MetricRecord({PARTITION_KEY: _partition(context)})
+    partition = _partition(message, context)
+    reply = MetricRecord({PARTITION_KEY: partition})
     if CONFIG_RECORD in message.content.config_records:
         trainer = _trainer(str(message.content.config_records[CONFIG_RECORD][SCENARIO_KEY]))
-        reply[NUM_EXAMPLES_KEY] = len(trainer.data.client(_partition(context))[1])
+        reply[NUM_EXAMPLES_KEY] = len(trainer.data.partitions[partition])
     return Message(RecordDict({METRICS_RECORD: reply}), reply_to=message)
 
 
@@ -65,7 +76,7 @@ def train(message: Message, context: Context) -> Message:
     trainer = _trainer(str(config[SCENARIO_KEY]))
     scenario = trainer.scenario
     round_number = int(config[ROUND_KEY])
-    partition = _partition(context)
+    partition = _partition(message, context)
     if crashes(scenario.faults, scenario.seed, round_number, partition):
         raise ClientCrash(f"injected crash of client {partition} in round {round_number}")
     time.sleep(delay_s(scenario.faults, scenario.seed, round_number, partition))

@@ -35,7 +35,8 @@ from fedsec.crypto.layout import CiphertextLayout
 from fedsec.crypto.packing import chunk_bounds, deserialize_chunks, encrypt_vector, serialize_chunks
 from fedsec.crypto.scalars import EncryptedScalars
 from fedsec.crypto.whitebox import STEP_NEEDS
-from fedsec.defenses import Scalar, build_pipeline, run_scalar_pipeline
+from fedsec.defenses import Scalar, ScalarBatch, build_pipeline, run_scalar_pipeline
+from fedsec.defenses.base import normalized
 from fedsec.fl.aggregation import Aggregation, Decision
 from fedsec.fl.encrypted_transport import (
     HE_BREAKS_KEY,
@@ -57,6 +58,14 @@ def _scalars_needed(scenario: Scenario) -> frozenset[Scalar]:
     """The per-client scalars the scenario's defenses decide from (their ``needs()``)."""
     stages = build_pipeline([spec.model_dump() for spec in scenario.defenses]).stages
     return frozenset().union(*(stage.needs() for stage in stages))
+
+
+def scalar_contributions(decided: ScalarBatch) -> torch.Tensor:
+    """Each row's share of the aggregate that the stages decided from scalars, (n,): its coefficient
+    times its norm, normalized, as the plaintext stages report it. Reads the squared norms, which
+    a stage that declared norms or the Gram matrix has had decrypted already."""
+    norms = decided.scalars.sq_norms().clamp_min(0.0).sqrt()
+    return normalized(decided.final_coefficients().abs() * norms)
 
 
 def _whitebox_on_ciphertexts(scenario: Scenario) -> bool:
@@ -135,6 +144,10 @@ class EncryptedFederation:
         self.pipeline = build_pipeline([spec.model_dump() for spec in scenario.defenses])
         self.stages = self.pipeline.stages
         self.summed = all(stage.name == "fedavg" for stage in self.stages)
+        self.rejects = self.pipeline.rejects
+        reads_norms = any(stage.needs() & {Scalar.NORMS, Scalar.GRAM} for stage in self.stages)
+        self.contributions_unavailable = None if reads_norms else (
+            "under CKKS the defenses decrypt no update norms, and a contribution is a coefficient times a norm")
         self.lr = scenario.server.lr
         self.dimension = initial.numel()
         self.params = params
@@ -208,7 +221,9 @@ class EncryptedFederation:
             self.global_chunks = [
                 chunk + noise[a:b].tolist() for chunk, (a, b) in zip(self.global_chunks, self.bounds, strict=True)
             ]
-        return Decision(accepted=decided.accepted, scores=decided.scores, info=decided.info)
+        contributions = None if self.contributions_unavailable else scalar_contributions(decided)
+        return Decision(accepted=decided.accepted, scores=decided.scores, info=decided.info,
+                        contributions=contributions)
 
     # -- costs -------------------------------------------------------------------------
 
@@ -306,6 +321,9 @@ class EncryptedAggregation(Aggregation):
         self._evaluator, self._owner, self._embedder = grants[EVALUATOR], grants.get(OWNER), grants.get(EMBEDDER)
         self.server = EncryptedFederation(scenario, params, initial, self.custody.public_context,
                                           self.custody.fingerprint, grants[SERVER], breaks)
+        self.rejects = self.server.rejects
+        self.contributions_unavailable = self.server.contributions_unavailable
+        self.hears_nodes = self.server.summed
 
     def query_content(self) -> RecordDict:
         """The discovery query carries the scenario, so that clients declare their example counts

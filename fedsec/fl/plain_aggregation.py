@@ -45,6 +45,7 @@ class PlaintextAggregation(Aggregation):
         self.device = device
         self.global_vector = initial.to(device)
         self.pipeline = build_pipeline([spec.model_dump() for spec in scenario.defenses])
+        self.rejects = self.pipeline.rejects
         self._root: tuple[LocalTrainer, torch.Tensor, torch.Tensor] | None = None
 
     def broadcast(self, partitions: Sequence[int]) -> tuple[ArrayRecord, dict[str, Any]]:
@@ -86,7 +87,7 @@ class PlaintextAggregation(Aggregation):
         )
         decided = self.pipeline(batch)
         self.global_vector = self.global_vector + self.scenario.server.lr * decided.aggregate
-        return Decision(decided.accepted, dict(decided.scores), dict(decided.info))
+        return Decision(decided.accepted, dict(decided.scores), dict(decided.info), decided.contributions)
 
     def evaluator_view(self) -> torch.Tensor:
         """The global model itself."""

@@ -16,11 +16,16 @@ MODEL_RECORD = "model"
 UPDATE_RECORD = "update"
 CONFIG_RECORD = "config"
 METRICS_RECORD = "metrics"
+ADDRESS_RECORD = "address"
+"""Config record naming the partition a virtual client loads for this message (fedsec.fl.nodes)."""
 SCENARIO_KEY = "scenario"
 ROUND_KEY = "round"
 SAMPLED_KEY = "sampled"
 PARTITION_KEY = "partition-id"
 NUM_EXAMPLES_KEY = "num-examples"
+VIRTUAL_CLIENTS_ENV = "FEDSEC_VIRTUAL_CLIENTS"
+"""Set in the client processes of a simulation ``fedsec run`` starts: only there may a message name
+the partition its node loads; a deployed node holds its own."""
 
 
 def vector_record(vector: torch.Tensor) -> ArrayRecord:

@@ -7,6 +7,7 @@ validated updates and example counts, never who is malicious.
 from __future__ import annotations
 
 import io
+import statistics
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
+from fedsec.audit import RoundView, build_audits
 from fedsec.checkpoint import (
     CHECKPOINT_FILE,
     Checkpoint,
@@ -31,12 +33,11 @@ from fedsec.faults import dropped
 from fedsec.federated_data import FederatedData, federated_data
 from fedsec.fl.aggregation import Aggregation, Decision
 from fedsec.fl.encrypted_aggregation import EncryptedAggregation
+from fedsec.fl.nodes import FederationError, Nodes, QueriedNodes, VirtualClients
 from fedsec.fl.plain_aggregation import PlaintextAggregation
 from fedsec.fl.protocol import (
     CONFIG_RECORD,
-    METRICS_RECORD,
     MODEL_RECORD,
-    PARTITION_KEY,
     ROUND_KEY,
     SAMPLED_KEY,
     SCENARIO_KEY,
@@ -48,15 +49,10 @@ from fedsec.models import build_model
 from fedsec.params import load_vector, model_vector
 from fedsec.plots import plot_label_histogram, plot_rounds
 from fedsec.progress import RoundReporter
-from fedsec.results import MODEL_FILE, PARTITIONS_FILE, SUMMARY_FILE, RunDirectory, write_atomic
+from fedsec.results import MODEL_FILE, PARTITIONS_FILE, SUMMARY_FILE, RunDirectory, append_jsonl, read_jsonl, write_atomic
 from fedsec.scenario import Scenario
 from fedsec.training import resolve_device
 from fedsec.watermark.owner import OWNER_DIR, WatermarkOwner
-
-
-class FederationError(RuntimeError):
-    """The federation cannot run as configured (e.g. nodes do not match the scenario, or a run
-    directory that cannot be resumed)."""
 
 
 def sample_clients(seed: int, round_number: int, num_clients: int, per_round: int) -> list[int]:
@@ -74,17 +70,33 @@ def build_aggregation(scenario: Scenario, run_dir: RunDirectory, data: Federated
     return PlaintextAggregation(scenario, data, initial, device)
 
 
-def detection_metrics(clients: list[dict[str, Any]]) -> dict[str, Any]:
-    """Confusion counts of a round: positives are clients that attacked this round, flagged
-    ones are those the validation or the defense did not accept (docs/metrics.md). Clients whose
-    update never arrived (dropped, crashed, too late) are not counted."""
-    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
-    for c in clients:
-        if "failure" in c:
-            continue
-        flagged = c.get("accepted") is False
-        counts[("tp" if flagged else "fn") if c["attacked"] else ("fp" if flagged else "tn")] += 1
+COUNTS = ("tp", "fp", "fn", "tn")
+RATES = ("precision", "recall", "fpr", "f1")
+
+
+def detection_metrics(attacked: Sequence[bool], accepted: Sequence[bool] | None, rejects: bool) -> dict[str, Any]:
+    """Confusion counts and rates of one round's defense decisions (docs/metrics.md).
+
+    ``attacked``: for each update that passed validation, whether its client attacked this
+    round (positives); ``accepted``: the pipeline's decision on each, None when the round was
+    skipped (nothing decided, nothing counted); ``rejects``: whether the pipeline may reject at
+    all: when it cannot, every count and rate is None (not applicable). Replies rejected by
+    validation and clients whose update never arrived are not counted."""
+    if not rejects:
+        return dict.fromkeys((*COUNTS, *RATES))
+    counts = dict.fromkeys(COUNTS, 0)
+    for attacker, kept in zip(attacked, accepted, strict=True) if accepted is not None else ():
+        counts[("fn" if kept else "tp") if attacker else ("tn" if kept else "fp")] += 1
     return {**counts, **detection_rates(**counts)}
+
+
+def malicious_share(attacked: Sequence[bool], contributions: torch.Tensor | None) -> float | None:
+    """Share of a round's aggregate that came from clients that attacked: the sum of their
+    ``contributions`` (per valid update, summing to 1). None when no attacker's update reached the
+    pipeline, nothing was aggregated, or the contributions are unknown."""
+    if contributions is None or not any(attacked) or not float(contributions.sum()) > 0:
+        return None
+    return float(sum(c for c, attacker in zip(contributions.tolist(), attacked, strict=True) if attacker))
 
 
 def detection_rates(tp: int, fp: int, fn: int, tn: int) -> dict[str, float | None]:
@@ -107,13 +119,17 @@ class FederationServer:
 
     The aggregation (plaintext or encrypted, chosen once by :func:`build_aggregation`) holds the
     global state; the server orchestrates rounds, plays the evaluator and keeps the records.
+    ``virtual_clients``: the grid's nodes are the simulation's interchangeable virtual clients (at
+    least as many as a round samples), else each node holds its own partition (fedsec.fl.nodes).
     """
 
-    def __init__(self, scenario: Scenario, run_dir: RunDirectory, grid: Grid, show_progress: bool = True) -> None:
+    def __init__(self, scenario: Scenario, run_dir: RunDirectory, grid: Grid, show_progress: bool = True,
+                 virtual_clients: bool = False) -> None:
         self.scenario = scenario
         self.run_dir = run_dir
         self.grid = grid
         self.show_progress = show_progress
+        self.virtual_clients = virtual_clients
         self.device = resolve_device(scenario.resources.device)
         self.data: FederatedData = federated_data(scenario.data, scenario.seed)
         dataset = self.data.dataset
@@ -122,6 +138,7 @@ class FederationServer:
             scenario.model.name, dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std
         ).to(self.device)
         self.evaluator = Evaluator(dataset, scenario, self.device)
+        self.audits = build_audits(scenario, dataset, self.device)
         self.scenario_json = scenario.model_dump_json()
         self.scenario_sha256 = scenario_digest(self.scenario_json)
         self.resumed_from = read_checkpoint(run_dir.file(CHECKPOINT_FILE))
@@ -148,53 +165,40 @@ class FederationServer:
         if self.scenario.output.plots:
             plot_label_histogram(histogram, self.run_dir.file("partitions.png"))
 
-    def discover_nodes(self) -> dict[int, int]:
-        """Ask every connected node which partition it holds: partition id -> node id."""
-        node_ids = sorted(self.grid.get_node_ids())
-        queries = [
-            Message(self.aggregation.query_content(), dst_node_id=node, message_type=MessageType.QUERY)
-            for node in node_ids
-        ]
-        mapping: dict[int, int] = {}
-        for reply in self.grid.send_and_receive(queries):
-            if reply.has_error():
-                raise FederationError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
-            metrics = reply.content.metric_records[METRICS_RECORD]
-            partition = int(metrics[PARTITION_KEY])
-            mapping[partition] = reply.metadata.src_node_id
-            self.aggregation.node_joined(partition, metrics)
-        expected = set(range(self.scenario.data.num_clients))
-        if set(mapping) != expected:
-            raise FederationError(
-                f"data.num_clients is {len(expected)} but the {len(node_ids)} connected nodes hold "
-                f"partitions {sorted(mapping)[:10]}{'...' if len(mapping) > 10 else ''}"
-            )
-        return mapping
+    def discover_nodes(self) -> Nodes:
+        """The connected nodes, ready to route rounds: virtual clients cost no message, nodes that
+        hold their own partitions are each asked which one."""
+        s = self.scenario
+        nodes = (VirtualClients(self.grid, self.aggregation, s.data.num_clients, s.clients_per_round)
+                 if self.virtual_clients else QueriedNodes(self.grid, self.aggregation, s.data.num_clients))
+        nodes.discover()
+        return nodes
 
     # -- one round ----------------------------------------------------------------------------
 
-    def train_round(self, round_number: int, partitions: list[int], nodes: dict[int, int]) -> tuple[list[Message], int]:
+    def train_round(self, round_number: int, partitions: list[int], nodes: Nodes) -> tuple[list[Message], dict[int, int], int]:
         """Send the global model to the sampled clients (less the injected dropouts); their
-        replies and the bytes sent."""
+        replies, the node each partition was sent to and the bytes sent."""
         s = self.scenario
+        routes = nodes.route(partitions)  # first: the broadcast may need what the clients declared
         model_record, extra = self.aggregation.broadcast(partitions)
         config = ConfigRecord({ROUND_KEY: round_number, SCENARIO_KEY: self.scenario_json, SAMPLED_KEY: partitions,
                                **extra})
         messages = [
             Message(
-                RecordDict({MODEL_RECORD: model_record, CONFIG_RECORD: config}),
-                dst_node_id=nodes[p], message_type=MessageType.TRAIN,
+                RecordDict({MODEL_RECORD: model_record, CONFIG_RECORD: config, **nodes.address(p)}),
+                dst_node_id=routes[p], message_type=MessageType.TRAIN,
             )
             for p in partitions
             if not dropped(s.faults, s.seed, round_number, p)
         ]
         replies = list(self.grid.send_and_receive(messages, timeout=self.scenario.server.round_timeout_s))
-        return replies, payload_bytes(model_record) * len(messages)
+        return replies, routes, payload_bytes(model_record) * len(messages)
 
-    def validate(self, replies: Iterable[Message], nodes: dict[int, int]) -> tuple[list, list[RejectedReply], list[RejectedReply]]:
+    def validate(self, replies: Iterable[Message], routes: dict[int, int]) -> tuple[list, list[RejectedReply], list[RejectedReply]]:
         """Split replies into aggregatable updates, rejected updates and client failures (error
-        replies), each sorted by partition."""
-        partition_of = {node: p for p, node in nodes.items()}
+        replies), each sorted by partition; ``routes``: the node each partition was sent to."""
+        partition_of = {node: p for p, node in routes.items()}
         max_examples = len(self.data.dataset.train_y)
         valid, rejected, failed = [], [], []
         for reply in replies:
@@ -205,15 +209,16 @@ class FederationServer:
                 (failed if reply.has_error() else rejected).append(checked)
         return tuple(sorted(group, key=lambda r: r.partition) for group in (valid, rejected, failed))
 
-    def run_round(self, round_number: int, nodes: dict[int, int]) -> dict[str, Any]:
+    def run_round(self, round_number: int, nodes: Nodes) -> dict[str, Any]:
         """One full round; returns its record (also appended to metrics.jsonl)."""
         s = self.scenario
         started = time.perf_counter()
         self.aggregation.start_round(round_number)
         partitions = sample_clients(s.seed, round_number, s.data.num_clients, s.clients_per_round)
-        replies, bytes_down = self.train_round(round_number, partitions, nodes)
+        replies, routes, bytes_down = self.train_round(round_number, partitions, nodes)
         train_s = time.perf_counter() - started
-        valid, rejected, failed = self.validate(replies, nodes)
+        previous_vector = self.global_vector
+        valid, rejected, failed = self.validate(replies, routes)
         replied = {r.partition for r in (*valid, *rejected, *failed)}
         lost = [p for p in partitions if p not in replied]
         dropouts = sum(dropped(s.faults, s.seed, round_number, p) for p in lost)
@@ -253,13 +258,37 @@ class FederationServer:
             load_vector(self.model, self.global_vector)
             record.update(self.evaluator(self.model))
             record["eval_s"] = time.perf_counter() - t
+        self.run_audits(round_number, previous_vector, valid)
+        attackers = self.attacked(round_number)
+        attacked = [r.partition in attackers for r in valid]
+        record.update(detection_metrics(attacked, None if decided is None else decided.accepted.tolist(),
+                                        self.aggregation.rejects))
+        record["malicious_share"] = malicious_share(attacked, None if decided is None else decided.contributions)
         clients = self.client_records(round_number, valid, rejected, decided)
         clients += self.failure_records(round_number, failed, lost)
-        record.update(detection_metrics(clients))
         record["round_s"] = time.perf_counter() - started
         self.run_dir.append_round(record)
         self.run_dir.append_clients(clients)
         return record
+
+    def attacked(self, round_number: int) -> frozenset[int]:
+        """Partitions that attack in ``round_number`` (evaluator knowledge)."""
+        s = self.scenario
+        if s.attack is None or not s.attack.schedule.active(round_number):
+            return frozenset()
+        return s.attack.malicious(s.data.num_clients, s.seed, round_number)
+
+    def run_audits(self, round_number: int, previous_vector: torch.Tensor, valid: list) -> None:
+        """Every audit due after this round, on the new global model; records to their files."""
+        final = round_number == self.scenario.rounds
+        due = [audit for audit in self.audits if audit.due(round_number, final)]
+        if not due:
+            return
+        load_vector(self.model, self.global_vector)
+        view = RoundView(round_number, final, self.model, previous_vector,
+                         {r.partition: r.update for r in valid}, self.attacked(round_number), self.run_dir.path)
+        for audit in due:
+            append_jsonl(self.run_dir.file(audit.record_file), audit(view))
 
     def client_records(
         self, round_number: int, valid: list, rejected: list[RejectedReply], decided: Decision | None
@@ -281,6 +310,8 @@ class FederationServer:
                       "train_s": r.metrics.get("train_s")}
             if decided is not None:
                 record["accepted"] = bool(decided.accepted[i])
+                if decided.contributions is not None:
+                    record["contribution"] = float(decided.contributions[i])
                 record["scores"] = {stage: float(score[i]) for stage, score in decided.scores.items()}
             records.append(record)
         records += [
@@ -323,9 +354,8 @@ class FederationServer:
         nodes = self.discover_nodes()
         if checkpoint is None:
             # Defenses that keep per-sender history (FoolsGold) get small opaque handles instead
-            # of transport node ids: the node's rank among the connected nodes' random ids.
-            ranks = {node: rank for rank, node in enumerate(sorted(nodes.values()))}
-            handles = {partition: ranks[node] for partition, node in nodes.items()}
+            # of client ids or transport node ids.
+            handles = nodes.sender_handles()
             first_round = 1
         else:
             checkpoint.restore_generators()
@@ -337,7 +367,7 @@ class FederationServer:
             first_round = checkpoint.round + 1
         # Records of rounds after the checkpoint (a kill between a round's records and its
         # checkpoint) are dropped: that round runs again and is recorded once.
-        self.run_dir.drop_records_after(first_round - 1)
+        self.run_dir.drop_records_after(first_round - 1, [audit.record_file for audit in self.audits])
         self.sender_handles = handles
         records = self.run_dir.rounds()
         with RoundReporter(self.scenario.rounds, self.scenario.name, enabled=self.show_progress) as reporter:
@@ -372,6 +402,9 @@ class FederationServer:
         """Write model.pt, the accuracy plot and, last (it marks the run finished), summary.json."""
         evaluated = [r for r in records if "ma" in r]
         last = evaluated[-1] if evaluated else {}
+        shares = [r["malicious_share"] for r in records if r.get("malicious_share") is not None]
+        rates = (detection_rates(**{k: sum(r[k] for r in records) for k in COUNTS}) if self.aggregation.rejects
+                 else dict.fromkeys(RATES))
         summary = {
             "name": self.scenario.name,
             "rounds": len(records),
@@ -379,7 +412,11 @@ class FederationServer:
             "loss": last.get("loss"),
             "best_ma": max((r["ma"] for r in evaluated), default=None),
             **self.attack_summary(evaluated),
-            **detection_rates(**{k: sum(r[k] for r in records) for k in ("tp", "fp", "fn", "tn")}),
+            **rates,
+            "malicious_share": statistics.fmean(shares) if shares else None,
+            "malicious_share_rounds": len(shares),
+            **({"malicious_share_unavailable": self.aggregation.contributions_unavailable}
+               if self.aggregation.contributions_unavailable else {}),
             "skipped_rounds": sum(1 for r in records if "skipped" in r),
             "rejected": sum(r["rejected"] for r in records),
             **{key: sum(r.get(key, 0) for r in records) for key in ("failed", "dropped", "missing")},
@@ -389,6 +426,8 @@ class FederationServer:
             "eval_s": sum(r.get("eval_s", 0.0) for r in records),
             "wall_s": wall_s,
         }
+        for audit in self.audits:
+            summary.update(audit.summary(read_jsonl(self.run_dir.file(audit.record_file))))
         if self.scenario.output.save_model:
             load_vector(self.model, self.global_vector)
             state = {k: v.cpu() for k, v in self.model.state_dict().items()}

@@ -14,6 +14,7 @@ from flwr.serverapp import Grid, ServerApp
 from fedsec.crypto.key_authority import KEY_FILE_ENV, KEYS_DIR, SECRET_CONTEXT_FILE
 from fedsec.fl.environment import configure_environment, ray_init_args
 from fedsec.fl.processes import become_subreaper, descendants, stop_new_descendants
+from fedsec.fl.protocol import VIRTUAL_CLIENTS_ENV
 from fedsec.fl.server import FederationError, FederationServer
 from fedsec.results import RunDirectory
 from fedsec.scenario import Scenario
@@ -64,6 +65,10 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
     """Run every round of ``scenario`` in a Flower simulation; returns the run summary. ``server``:
     the server class (a subclass may record or steer rounds, e.g. scripts/he_round_error.py).
 
+    The simulation's SuperNodes are virtual clients, one per client sampled in a round: each train
+    message names the partition its node loads (fedsec.fl.nodes), so that no per-client cost grows
+    with ``data.num_clients``.
+
     Raises RunRefused or RunFailed (one-line messages) when the run cannot start or stops early.
     """
     configure_environment()
@@ -81,13 +86,13 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            summary.update(server(scenario, run_dir, grid, show_progress).run())
+            summary.update(server(scenario, run_dir, grid, show_progress, virtual_clients=True).run())
         except Exception as exc:  # reported by simulate() in one line; Flower would only log it
             failures.append(exc)
 
     # Key distribution: the key holders (clients) find the secret context the authority writes here.
-    environment = ({KEY_FILE_ENV: str(run_dir.file(KEYS_DIR) / SECRET_CONTEXT_FILE)}
-                   if scenario.encryption.enabled else {})
+    environment = {VIRTUAL_CLIENTS_ENV: "1", **({KEY_FILE_ENV: str(run_dir.file(KEYS_DIR) / SECRET_CONTEXT_FILE)}
+                                                if scenario.encryption.enabled else {})}
     become_subreaper()
     before = descendants()
     try:
@@ -95,7 +100,7 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
             warnings.simplefilter("ignore", DeprecationWarning)
             run_simulation(
                 server_app=server_app, client_app=client_app,
-                num_supernodes=scenario.data.num_clients, backend_config=backend_config(scenario, environment),
+                num_supernodes=scenario.clients_per_round, backend_config=backend_config(scenario, environment),
             )
     finally:
         if ray.is_initialized():

@@ -34,7 +34,13 @@ class Uchida(Watermark):
         bits: int = Field(64, ge=1, description="Watermark length T in bits.")
         layer: str | None = Field(
             None, description="Parameter name of the marked weight (default: the last convolution's weight).")
-        weight: float = Field(5.0, gt=0, description="λ: weight of the watermark loss next to the clean loss.")
+        weight: float = Field(
+            5.0, gt=0,
+            description="λ: weight of the watermark loss next to the clean loss (dimensionless). The paper uses "
+            "0.01 with the regularizer on every step of centralised training; here the owner embeds in short "
+            "fine-tuning passes on the global model that stop at the target, which a larger λ reaches in fewer "
+            "steps.",
+        )
 
     params: Params
     statistic = "ber"

@@ -30,8 +30,11 @@ def test_model_attacks_on_cuda_match_cpu(name: str) -> None:
         ctx = ModelAttackContext(
             global_vector=torch.zeros(1000, device=device),
             benign_updates=benign.to(device),
-            num_clients_per_round=10,
+            num_clients=10,
             num_malicious=2,
+            num_clients_per_round=10,
+            round_examples=1000,
+            own_examples=100,
             generator=torch.Generator().manual_seed(2),
         )
         return build_model_attack({"name": name})(benign[0].to(device), ctx)

@@ -17,11 +17,15 @@ def benign(m: int = 6, seed: int = 0) -> torch.Tensor:
 
 
 def context(updates: torch.Tensor | None = None, n: int = 10, m: int = 2, lr: float = 1.0, seed: int = 0):
+    """n clients, all sampled, m of them malicious, 100 examples each."""
     return ModelAttackContext(
         global_vector=torch.zeros(D),
         benign_updates=updates,
-        num_clients_per_round=n,
+        num_clients=n,
         num_malicious=m,
+        num_clients_per_round=n,
+        round_examples=100 * n,
+        own_examples=100,
         server_lr=lr,
         generator=torch.Generator().manual_seed(seed),
     )
@@ -50,7 +54,7 @@ def test_context_rejects_inconsistent_shapes_and_counts() -> None:
 def test_scaling_multiplies_the_norm_by_gamma() -> None:
     u = benign()[0]
     assert attack("scaling", gamma=3.5)(u, context()).norm() == pytest.approx(3.5 * u.norm().item(), rel=1e-6)
-    assert torch.allclose(attack("scaling")(u, context(n=10, lr=0.5)), 20 * u)  # n / η
+    assert torch.allclose(attack("scaling", weighting="clients")(u, context(n=10, lr=0.5)), 20 * u)  # n / η
 
 
 def test_constrain_scale_lands_on_or_inside_the_ball() -> None:
@@ -74,10 +78,10 @@ def test_projection_around_a_center_and_the_evasion_loss() -> None:
     assert (p - center).norm() == pytest.approx(2.0, rel=1e-5)
     assert torch.equal(project_l2_ball(center + 0.01, 2.0, center), center + 0.01)
     w.requires_grad_(True)
-    loss = anomaly_evasion_loss(w, center, 0.5)
+    loss = anomaly_evasion_loss(w, center, 0.2)  # (1 - α)/α · ‖w − c‖ = 4 · 3·√D
     loss.backward()
-    assert loss.item() == pytest.approx(0.5 * 9 * D)
-    assert torch.allclose(w.grad, torch.full((D,), 3.0))
+    assert loss.item() == pytest.approx(4 * 3 * D**0.5)
+    assert torch.allclose(w.grad, torch.full((D,), 4 / D**0.5))
 
 
 def test_neurotoxin_zeroes_exactly_the_top_fraction_of_the_benign_reference() -> None:
@@ -95,22 +99,19 @@ def test_neurotoxin_zeroes_exactly_the_top_fraction_of_the_benign_reference() ->
 def test_training_hooks_are_off_unless_the_attack_changes_local_training() -> None:
     reference, center = torch.randn(D), torch.full((D,), 5.0)
     assert attack("scaling").gradient_mask(reference) is None and attack("scaling").training_penalty(center) is None
-    assert attack("constrain-scale").training_penalty(center) is None
-    penalty = attack("constrain-scale", anomaly_weight=0.5).training_penalty(center)
-    assert penalty is not None and penalty(torch.full((D,), 8.0)).item() == pytest.approx(0.5 * 9 * D)
+    assert attack("constrain-scale", alpha=1.0).training_penalty(center) is None  # scale-only
+    penalty = attack("constrain-scale").training_penalty(center)  # α = 0.5: weight 1
+    assert penalty is not None and penalty(torch.full((D,), 8.0)).item() == pytest.approx(3 * D**0.5)
     assert attack("neurotoxin").training_penalty(center) is None
 
 
 def test_gaussian_noise_is_reproducible_and_has_the_given_std() -> None:
     u = torch.zeros(D * 100)
-    big = ModelAttackContext(
-        global_vector=u, num_clients_per_round=10, num_malicious=1, generator=torch.Generator().manual_seed(1)
-    )
+    counts = {"num_clients": 10, "num_malicious": 1, "num_clients_per_round": 10, "round_examples": 10, "own_examples": 1}
+    big = ModelAttackContext(global_vector=u, **counts, generator=torch.Generator().manual_seed(1))
     out = attack("gaussian", sigma=2.0)(u, big)
     assert out.std().item() == pytest.approx(2.0, rel=0.05)
-    again = ModelAttackContext(
-        global_vector=u, num_clients_per_round=10, num_malicious=1, generator=torch.Generator().manual_seed(1)
-    )
+    again = ModelAttackContext(global_vector=u, **counts, generator=torch.Generator().manual_seed(1))
     assert torch.equal(out, attack("gaussian", sigma=2.0)(u, again))
     v = benign()[0]
     assert torch.equal(attack("gaussian", sigma=0.0)(v, context()), v)
@@ -136,12 +137,13 @@ def test_alie_z_does_not_exist_for_a_malicious_majority() -> None:
         alie_z(10, 6)
 
 
-def test_alie_is_mean_minus_z_std() -> None:
+def test_alie_is_mean_plus_z_population_std_or_the_ndss21_variant() -> None:
     updates = benign()
     out = attack("alie")(updates[0], context(updates, n=50, m=12))
-    expected = updates.mean(0) - alie_z(50, 12) * updates.std(0)
+    expected = updates.mean(0) + alie_z(50, 12) * updates.std(0, correction=0)
     assert torch.allclose(out, expected, atol=1e-6)
-    assert torch.allclose(attack("alie", z=1.5)(updates[0], context(updates)), updates.mean(0) - 1.5 * updates.std(0))
+    ndss21 = attack("alie", z=1.5, variant="ndss21")(updates[0], context(updates))
+    assert torch.allclose(ndss21, updates.mean(0) - 1.5 * updates.std(0))
 
 
 def test_ipm_is_minus_epsilon_times_the_benign_mean() -> None:
@@ -160,13 +162,15 @@ def test_min_max_reaches_but_does_not_cross_the_largest_benign_distance(perturba
     assert not torch.allclose(out, updates.mean(0))
 
 
+@pytest.mark.parametrize("bound", ["min", "max"])
 @pytest.mark.parametrize("perturbation", ["unit-vector", "std", "sign"])
-def test_min_sum_reaches_but_does_not_cross_the_largest_benign_sum(perturbation: str) -> None:
+def test_min_sum_reaches_but_does_not_cross_its_benign_sum(perturbation: str, bound: str) -> None:
     updates = benign().double()
-    out = attack("minsum", perturbation=perturbation)(updates[0], context(updates))
-    bound = torch.cdist(updates, updates).square().sum(1).max()
+    out = attack("minsum", perturbation=perturbation, bound=bound)(updates[0], context(updates))
+    sums = torch.cdist(updates, updates).square().sum(1)
+    limit = sums.min() if bound == "min" else sums.max()
     reached = (updates - out).square().sum()
-    assert reached <= bound * (1 + 1e-9) and reached >= bound * (1 - 1e-6)
+    assert reached <= limit * (1 + 1e-9) and reached >= limit * (1 - 1e-6)
 
 
 def test_min_max_direction_follows_the_perturbation() -> None:

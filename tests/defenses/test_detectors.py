@@ -82,26 +82,29 @@ def test_foolsgold_state_round_trip() -> None:
 # FLAME
 
 
-def test_flame_rejects_a_tight_minority_and_accepts_the_benign(cohort, generator) -> None:
+def test_flame_rejects_a_tight_minority_and_the_widened_cluster_keeps_the_benign(cohort, generator) -> None:
     rows, _ = cohort(benign=10, spread=0.5)
     gen = torch.Generator().manual_seed(5)
     backdoor = torch.randn(rows.shape[1], generator=gen)
     bad = backdoor + 0.01 * torch.randn(4, rows.shape[1], generator=gen)
-    out = run("flame", UpdateBatch.of(torch.cat([rows, bad]), generator=generator))
+    batch = UpdateBatch.of(torch.cat([rows, bad]), generator=generator)
+    single = run("flame", batch).accepted
+    assert not single[10:].any() and single.sum() >= 14 // 2 + 1  # the paper's pass: a majority, all benign
+    out = run("flame", batch, membership="widened")
     assert out.accepted.tolist() == [True] * 10 + [False] * 4
     assert out.info["flame.no_cluster"] == 0
 
 
-def test_flame_accepts_everyone_without_attack(cohort, generator) -> None:
+def test_flame_widened_accepts_everyone_without_attack(cohort, generator) -> None:
     for seed in range(5):
         rows, _ = cohort(benign=15, spread=0.5, seed=seed)
-        assert run("flame", UpdateBatch.of(rows, generator=generator)).accepted.all()
+        assert run("flame", UpdateBatch.of(rows, generator=generator), membership="widened").accepted.all()
 
 
 def test_flame_clips_to_the_median_norm(cohort, generator) -> None:
     rows, _ = cohort(benign=9)
-    rows[0] *= 1000.0  # same direction, so FLAME keeps it, but clipped
-    out = run("flame", UpdateBatch.of(rows, generator=generator), noise_lambda=0.0)
+    rows[0] *= 1000.0  # same direction, so the widened cluster keeps it, but clipped
+    out = run("flame", UpdateBatch.of(rows, generator=generator), noise_lambda=0.0, membership="widened")
     assert out.accepted.all()
     assert out.aggregate is not None
     assert out.aggregate.norm() <= out.info["flame.clip_bound"] * (1 + 1e-5)

@@ -57,7 +57,8 @@ def test_every_other_stage_needs_one_row() -> None:
 
 @pytest.mark.parametrize("name", DEFENSES.names())
 def test_runs_at_its_minimum_and_skips_below(name: str) -> None:
-    stage = with_minimum(name)
+    sized = {"weight-space": {"neurons": 2, "inputs": 5}}  # a layer that fits the 30-value test model
+    stage = with_minimum(name, **sized.get(name, {}))
     m = stage.minimum_rows()
     out = DefensePipeline([stage])(batch_of(m))
     assert out.aggregate is not None and out.aggregate.isfinite().all()

@@ -59,7 +59,7 @@ def test_clipping_flame_noise_compose(cohort) -> None:
     pipeline = build_pipeline(
         [
             {"name": "norm-clipping"},
-            {"name": "flame", "noise_lambda": 0.0},
+            {"name": "flame", "noise_lambda": 0.0, "membership": "widened"},
             {"name": "dp-noise", "sigma": 0.01},
         ]
     )

@@ -60,6 +60,7 @@ CASES = [[{"name": name}] for name in ENCRYPTABLE] + [
     [{"name": "norm-clipping", "bound": 0.05}],
     [{"name": "flame", "distance": "updates"}],
     [{"name": "flame", "noise_lambda": 0.0}],
+    [{"name": "flame", "membership": "widened"}],
     [{"name": "norm-clipping"}, {"name": "dp-noise", "sigma": 0.5, "relative": True}],
     [{"name": "norm-clipping", "bound": 0.5}, {"name": "multi-krum", "f": 2}, {"name": "dp-noise", "sigma": 0.001}],
     [{"name": "norm-clipping"}, {"name": "flame"}, {"name": "dp-noise"}],

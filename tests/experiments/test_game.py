@@ -108,3 +108,44 @@ def test_game_command_rejects_unknown_keys(tmp_path: Path) -> None:
     write_sweep(tmp_path / "s", rows)
     result = CliRunner().invoke(app, ["game", str(tmp_path / "s"), "--attacker", "attak", "--defender", "defenses"])
     assert result.exit_code == 2 and "not among the grid keys" in result.output
+
+
+def pennies(path: Path) -> Path:
+    rows = [{"attack": a, "defenses": d, "seed": 0, "status": "finished", "ma": 0.9,
+             "asr": 1.0 if (a, d) in {("badnets", "median"), ("blended", "krum")} else 0.0, "run": "x"}
+            for a in ("badnets", "blended") for d in ("krum", "median")]
+    write_sweep(path, rows)
+    return path
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("30", "--ma-min 30: expected an accuracy between 0 and 1 (write 0.3 for 30%)\n"),
+    ("1.5", "--ma-min 1.5: expected an accuracy between 0 and 1 (write 0.015 for 1.5%)\n"),
+    ("-0.1", "--ma-min -0.1: expected an accuracy between 0 and 1\n"),
+    ("nan", "--ma-min nan: expected an accuracy between 0 and 1\n"),
+])
+def test_game_refuses_an_accuracy_floor_outside_0_1(tmp_path: Path, value: str, message: str) -> None:
+    sweep = pennies(tmp_path / "s")
+    result = CliRunner().invoke(app, ["game", str(sweep), "--attacker", "attack", "--defender", "defenses",
+                                      "--ma-min", value])
+    assert result.exit_code == 2 and result.stderr == message
+    assert not (sweep / "game.json").exists()
+
+
+def test_game_names_the_grid_keys_when_a_player_has_none(tmp_path: Path) -> None:
+    sweep = pennies(tmp_path / "s")
+    empty = CliRunner().invoke(app, ["game", str(sweep), "--attacker", " ", "--defender", "defenses"])
+    assert empty.exit_code == 2
+    assert empty.stderr == "--attacker: give one or more grid keys, comma-separated (the grid keys: attack, defenses)\n"
+    unknown = CliRunner().invoke(app, ["game", str(sweep), "--attacker", "attack", "--defender", "defense,seed"])
+    assert unknown.stderr == "--defender defense,seed: defense, seed not among the grid keys (attack, defenses)\n"
+
+
+def test_game_warns_when_no_attack_pays(tmp_path: Path) -> None:
+    sweep = pennies(tmp_path / "s")
+    paying = CliRunner().invoke(app, ["game", str(sweep), "--attacker", "attack", "--defender", "defenses"])
+    assert paying.exit_code == 0 and paying.stderr == ""
+    floor = CliRunner().invoke(app, ["game", str(sweep), "--attacker", "attack", "--defender", "defenses",
+                                     "--ma-min", "0.95"])
+    assert floor.exit_code == 0 and json.loads((sweep / "game.json").read_text())["payoff"] == [[0, 0], [0, 0]]
+    assert floor.stderr.startswith("warning: every payoff is 0 (no cell has an ASR above 0 with MA above 0.95)")

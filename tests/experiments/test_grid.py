@@ -114,7 +114,7 @@ def test_invalid_cells_stop_the_sweep_before_anything_runs(tmp_path: Path, base_
         "sweep", str(base_file), "--grid", "data.nope=1,2", "--grid", "rounds=1,2", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].endswith("data.nope: unknown key")
+    assert len(lines) == 1 and "data.nope: unknown key; data takes: dataset," in lines[0]
     assert not (tmp_path / "out").exists()
 
 

@@ -17,6 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from fedsec.cli import app
+from fedsec.experiments import figures
 from fedsec.experiments.report import heatmap_axes, write_report
 from fedsec.results import RunDirectory
 
@@ -103,7 +104,31 @@ def test_sweep_report_has_table_heatmaps_and_curves(tmp_path: Path) -> None:
     assert {"heatmap of ma", "heatmap of asr", "heatmap of recall", "heatmap of fpr", "MA per round",
             "ASR per round", "payoff matrix"} <= set(images)
     assert "<td>80.0 ± 0.0</td>" in text and "<td>2/2</td>" in text  # ASR against fedavg; watermark verified
+    assert "<h2>Results (mean ± 95% CI over seeds)</h2>" in text and "Student&#x27;s t" in text
     assert "Game value (attacker's expected utility): 10.00 %" in text
+
+
+def test_run_report_of_a_rule_that_never_rejects_says_n_a(tmp_path: Path) -> None:
+    path = tmp_path / "run"
+    make_run(path)
+    run = RunDirectory(path)
+    records = [{**r, **dict.fromkeys(("tp", "fp", "fn", "tn", "precision", "recall", "fpr", "f1")),
+                "malicious_share": 0.1 * r["round"]} for r in run.rounds()]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    run.write_json("summary.json", {"name": "run", "rounds": 4, "recall": None, "malicious_share": 0.25})
+    text = write_report(path).read_text()
+    assert "Detection rates: n/a" in text and "<td>n/a</td>" in text and "<td>25.00 %</td>" in text
+    assert "malicious share per round" in embedded_images(text)
+    assert "detection rates per round" not in embedded_images(text)
+
+
+def test_curves_shade_the_interval_band() -> None:
+    from matplotlib import image as mpimg
+
+    series = {"a": [(1, 0.2), (2, 0.5), (3, 0.6)]}
+    plain = mpimg.imread(io.BytesIO(figures.curves(series, "t")), format="png")
+    banded = mpimg.imread(io.BytesIO(figures.curves(series, "t", bands={"a": [0.1, 0.1, 0.2]})), format="png")
+    assert plain.shape == banded.shape and not np.array_equal(plain, banded)
 
 
 def test_report_of_something_else_is_a_clear_error(tmp_path: Path) -> None:

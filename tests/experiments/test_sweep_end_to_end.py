@@ -1,6 +1,7 @@
-"""A real 2 x 2 sweep with 2 seeds through ``fedsec sweep`` (each cell a Flower simulation in its
-own process, two at a time): sweep.csv, sweep.md and report.html are written, running the
-same command again runs nothing, and ``fedsec game`` solves the sweep's attacker/defender game."""
+"""A real 2 x 2 sweep through ``fedsec sweep`` (each cell a Flower simulation in its own process,
+two at a time): sweep.csv, sweep_ci.csv, sweep.md and report.html are written, running the same
+command again runs nothing, and ``fedsec game`` solves the sweep's attacker/defender game.
+Intervals over several seeds are checked on recorded cells (test_sweep_runner.py, test_report.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ TINY = {
 def sweep(base: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fedsec", "sweep", str(base), "--grid", "defenses=[],[{name: median}]",
-         "--grid", "attack.data.poison_fraction=0.2,0.8", "--seeds", "0,1", "--jobs", "2", "--out", str(out)],
+         "--grid", "attack.data.poison_fraction=0.2,0.8", "--seeds", "3", "--jobs", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=900, check=False,
     )
 
@@ -40,13 +41,13 @@ def test_sweep_writes_tables_and_report_and_resumes(tmp_path: Path) -> None:
 
     first = sweep(base, out)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "8 cells, 0 finished, 8 to run" in first.stdout
+    assert "4 cells, 0 finished, 4 to run" in first.stdout
 
     with open(out / "sweep.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 8 and all(row["status"] == "finished" for row in rows)
+    assert len(rows) == 4 and all(row["status"] == "finished" for row in rows)
     assert {(r["defenses"], r["attack.data.poison_fraction"], r["seed"]) for r in rows} == {
-        (d, p, s) for d in ("none", "median") for p in ("0.2", "0.8") for s in ("0", "1")}
+        (d, p, "3") for d in ("none", "median") for p in ("0.2", "0.8")}
     for row in rows:
         assert 0 <= float(row["ma"]) <= 1 and 0 <= float(row["asr"]) <= 1
         summary = yaml.safe_load((out / row["run"] / "scenario.yaml").read_text())
@@ -54,8 +55,10 @@ def test_sweep_writes_tables_and_report_and_resumes(tmp_path: Path) -> None:
         assert summary["data"]["dataset"] == "digits"
 
     table = (out / "sweep.md").read_text().splitlines()
-    assert len(table) == 2 + 4  # header, rule, one line per grid combination
-    assert all(re.search(r"\| 2 \| \d+\.\d ± \d+\.\d \|", line) for line in table[2:])
+    assert len(table) == 2 + 4 + 2  # header, rule, one line per grid combination, blank line, caption
+    assert all(re.search(r"\| 1 \| \d+\.\d \|", line) for line in table[2:6])  # one seed: no interval
+    with open(out / "sweep_ci.csv", newline="") as f:
+        assert [(int(row["ma_n"]), row["ma_ci95"]) for row in csv.DictReader(f)] == [(1, "")] * 4
 
     report = (out / "report.html").read_text()
     assert report.count('src="data:image/png;base64,') >= 4
@@ -65,7 +68,7 @@ def test_sweep_writes_tables_and_report_and_resumes(tmp_path: Path) -> None:
     stamps = [p.stat().st_mtime_ns for p in summaries]
     second = sweep(base, out)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "8 cells, 8 finished, 0 to run" in second.stdout and "running" not in second.stdout
+    assert "4 cells, 4 finished, 0 to run" in second.stdout and "running" not in second.stdout
     assert sorted(out.glob("cells/*/summary.json")) == summaries
     assert [p.stat().st_mtime_ns for p in summaries] == stamps
 

@@ -13,7 +13,7 @@ import yaml
 
 from fedsec.experiments.grid import SweepSpec, parse_grid_option
 from fedsec.experiments.sweep import PlannedCell, plan, run_sweep
-from fedsec.experiments.table import format_values, markdown_table, read_csv, write_tables
+from fedsec.experiments.table import format_values, markdown_table, mean_ci95, read_csv, write_tables
 
 BASE = {"name": "b", "rounds": 1, "data": {"dataset": "digits", "num_clients": 3}, "model": {"name": "mlp"}}
 
@@ -79,7 +79,7 @@ def test_jobs_run_cells_at_the_same_time(spec: SweepSpec, tmp_path: Path) -> Non
     assert len(run_sweep(spec, planned, jobs=2, runner=slow).ran) == 4 and peak[0] == 2
 
 
-def test_tables_show_mean_and_spread_over_seeds(spec: SweepSpec, tmp_path: Path) -> None:
+def test_tables_show_mean_and_confidence_interval_over_seeds(spec: SweepSpec, tmp_path: Path) -> None:
     out = tmp_path / "out"
     planned = plan(spec, out)
     run_sweep(spec, planned[:3], runner=fake_runner([]))  # the last cell never ran
@@ -87,13 +87,29 @@ def test_tables_show_mean_and_spread_over_seeds(spec: SweepSpec, tmp_path: Path)
     assert [r["status"] for r in rows] == ["finished"] * 3 + ["missing"]
     assert read_csv(out / "sweep.csv", ["client.lr"])[0] == {**rows[0], "asr": None}
     lines = (out / "sweep.md").read_text().splitlines()
-    # lr 0.1: MA 10% and 20% over seeds 0 and 1 -> 15.0 ± 7.1; lr 0.2: only seed 0 finished -> 20.0
-    assert lines[2].startswith("| 0.1 | 2 | 15.0 ± 7.1 | – |")
-    assert lines[3].startswith("| 0.2 | 1 | 20.0 | – |")
+    # lr 0.1: MA 10% and 20% over seeds 0 and 1 -> 15.0 ± t(0.975, 1) * 7.07 / sqrt(2) = 63.5;
+    # lr 0.2: only seed 0 finished -> 20.0, no interval. No detection recorded: n/a.
+    assert lines[2].startswith("| 0.1 | 2 | 15.0 ± 63.5 | – | n/a | n/a |")
+    assert lines[3].startswith("| 0.2 | 1 | 20.0 | – | n/a | n/a |")
+    assert "95% confidence interval" in lines[-1]
     assert markdown_table(rows, ["client.lr"]) == (out / "sweep.md").read_text()
+    ci = read_csv(out / "sweep_ci.csv", ["client.lr"])
+    assert [(r["client.lr"], r["seeds"], r["ma_n"]) for r in ci] == [("0.1", 2, 2), ("0.2", 1, 1)]
+    assert ci[0]["ma_mean"] == pytest.approx(0.15) and ci[0]["ma_ci95"] == pytest.approx(0.635, abs=1e-3)
+    assert ci[1]["ma_mean"] == pytest.approx(0.2) and ci[1]["ma_ci95"] is None
+    assert ci[0]["asr_mean"] is None and ci[0]["asr_n"] == 0
+
+
+def test_three_seed_interval_is_the_student_t_half_width() -> None:
+    """Values 1, 2, 3: mean 2, sample std 1, t(0.975, 2) = 4.302653, half-width 4.302653 / sqrt(3) = 2.484138."""
+    mean, half = mean_ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(2.484138, abs=1e-6)
+    assert format_values([0.1, 0.2, 0.3], "ma") == "20.0 ± 24.8"
+    assert mean_ci95([0.7]) == (0.7, None) and format_values([0.7], "ma") == "70.0"
 
 
 def test_watermark_columns_are_summarised() -> None:
     assert format_values([True, False, True], "wm_verified") == "2/3"
-    assert format_values([10.0, 14.0], "wm_bits") == "12.0 ± 2.8"
+    assert format_values([10.0, 14.0], "wm_bits") == "12.0 ± 25.4"
     assert format_values([None, None], "asr") == "–"
+    assert format_values([None, None], "recall") == "n/a"

@@ -20,6 +20,9 @@ class DBA(DataAttack):
     The defaults are Xie et al.'s MNIST layout: four 1×4 bars, two per row, 2 pixels
     apart, from the top-left corner. Training stamps this attacker's part (the full
     pattern when ``local_part`` is None); the test trigger is always the full pattern.
+    Xie et al.'s reference configurations scale the poisoned updates (``scale_weights_poison``
+    100, server lr 0.1) in the single-shot setting only; multi-shot attackers send them
+    unscaled. Pair this attack with the ``scaling`` model attack for the former.
     """
 
     class Params(DataAttackParams):

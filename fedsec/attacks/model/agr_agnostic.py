@@ -57,10 +57,12 @@ class AgrAgnosticAttack(ModelAttack):
 
     params: AgrAgnosticParams
 
-    @staticmethod
+    def uses_benign_updates(self) -> bool:
+        return True
+
     @abstractmethod
     def constraints(
-        a: Tensor, b: Tensor, c: Tensor, squared_distances: Tensor
+        self, a: Tensor, b: Tensor, c: Tensor, squared_distances: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Coefficients of the constraints on γ, each a·γ² + 2b·γ + c ≤ 0.
 

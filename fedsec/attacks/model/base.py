@@ -26,14 +26,21 @@ class ModelAttackContext:
     ----------
     global_vector : Tensor (d,)
         The flattened global model the round started from.
-    benign_updates : Tensor (m, d) or None
+    benign_updates : Tensor (k, d) or None
         Benign updates the attackers can see: the colluding attackers' own benign
         updates (normally including this client's), or statistics granted by collusion.
         None: attacks that need statistics use the client's single own update.
-    num_clients_per_round : int
-        n, clients the server aggregates this round (attackers included).
+    num_clients : int
+        n, clients in the federation (``data.num_clients``).
     num_malicious : int
-        Attackers among those n.
+        m, malicious clients in the federation.
+    num_clients_per_round : int
+        Clients sampled this round (attackers included).
+    round_examples : int
+        Examples held by the clients sampled this round: the sum of the weights example-weighted
+        FedAvg gives them when all of them reply.
+    own_examples : int
+        This attacker's examples, the weight of its update.
     server_lr : float
         η, the server learning rate applied to the aggregated update.
     generator : torch.Generator
@@ -42,8 +49,11 @@ class ModelAttackContext:
 
     global_vector: Tensor
     benign_updates: Tensor | None = None
-    num_clients_per_round: int
+    num_clients: int
     num_malicious: int
+    num_clients_per_round: int
+    round_examples: int
+    own_examples: int
     server_lr: float = 1.0
     generator: torch.Generator
 
@@ -52,14 +62,18 @@ class ModelAttackContext:
         if self.global_vector.dim() != 1:
             raise ValueError(f"global_vector must be 1-D, got shape {tuple(d)}")
         if self.benign_updates is not None and (self.benign_updates.dim() != 2 or self.benign_updates.shape[1:] != d):
-            raise ValueError(f"benign_updates must be (m, {d[0]}), got {tuple(self.benign_updates.shape)}")
-        if not 0 <= self.num_malicious <= self.num_clients_per_round:
-            raise ValueError(f"{self.num_malicious} attackers among {self.num_clients_per_round} clients")
+            raise ValueError(f"benign_updates must be (k, {d[0]}), got {tuple(self.benign_updates.shape)}")
+        if not 0 <= self.num_malicious <= self.num_clients:
+            raise ValueError(f"{self.num_malicious} attackers among {self.num_clients} clients")
+        if not 1 <= self.num_clients_per_round <= self.num_clients:
+            raise ValueError(f"{self.num_clients_per_round} clients per round among {self.num_clients}")
+        if not 0 < self.own_examples <= self.round_examples:
+            raise ValueError(f"{self.own_examples} own examples among {self.round_examples} in the round")
         if self.server_lr <= 0:
             raise ValueError(f"server_lr must be positive, got {self.server_lr}")
 
     def benign_reference(self, update: Tensor) -> Tensor:
-        """The benign updates the attack may use, ``(m, d)``: ``benign_updates``, else ``update`` alone."""
+        """The benign updates the attack may use, ``(k, d)``: ``benign_updates``, else ``update`` alone."""
         return update.unsqueeze(0) if self.benign_updates is None else self.benign_updates.to(update)
 
 
@@ -71,13 +85,20 @@ class ModelAttack(ABC):
     """Turns a client's benign update into a malicious one.
 
     An attack that also changes the attacker's local training overrides :meth:`gradient_mask`
-    or :meth:`training_penalty`.
+    or :meth:`training_penalty`; one built on other clients' benign updates overrides
+    :meth:`uses_benign_updates`.
     """
 
     Params: ClassVar[type[ModelAttackParams]]
 
     def __init__(self, params: ModelAttackParams) -> None:
         self.params = params
+
+    def uses_benign_updates(self) -> bool:
+        """Whether the attack is computed from the benign updates of other clients
+        (``attack.collusion``); with the client's own update alone such an attack degenerates.
+        False by default."""
+        return False
 
     def gradient_mask(self, benign_reference: Tensor) -> Tensor | None:
         """Bool ``(d,)`` mask, over the model's float state, of the coordinates local training may

@@ -22,5 +22,8 @@ class IPM(ModelAttack):
 
     params: Params
 
+    def uses_benign_updates(self) -> bool:
+        return True
+
     def __call__(self, update: Tensor, ctx: ModelAttackContext) -> Tensor:
         return -self.params.epsilon * ctx.benign_reference(update).mean(dim=0)

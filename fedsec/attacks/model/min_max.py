@@ -19,9 +19,8 @@ class MinMax(AgrAgnosticAttack):
 
     params: Params
 
-    @staticmethod
     def constraints(
-        a: Tensor, b: Tensor, c: Tensor, squared_distances: Tensor
+        self, a: Tensor, b: Tensor, c: Tensor, squared_distances: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One constraint per benign update: ‖Δ' − ∇_i‖² ≤ the largest benign pairwise squared distance."""
         return a.expand_as(b), b, c - squared_distances.max()

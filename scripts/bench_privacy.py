@@ -1,0 +1,84 @@
+"""Time one reconstruction by each gradient inversion attack on the CNN, beside one plain
+forward and backward pass of the same model.
+
+For batches of 1 and 4 Fashion-MNIST-shaped images (random pixels: the time does not depend on
+them), a client's one-step update is inverted by each attack with ``--iterations`` optimiser
+steps (default: each attack's own default); prints the median seconds of ``--repeats`` runs,
+the seconds per iteration, and the ratio of one reconstruction to one forward+backward pass.
+
+    .venv/bin/python scripts/bench_privacy.py --repeats 3
+    .venv/bin/python scripts/bench_privacy.py --iterations 50 --repeats 3 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from fedsec.models import build_model
+from fedsec.privacy import PRIVACY_ATTACKS, GradientInversion, LocalTraining, ObservedUpdate
+from fedsec.privacy.gradients import simulate_update
+
+SHAPE, CLASSES = (1, 28, 28), 10
+
+
+def median_seconds(run: Callable[[], object], repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--iterations", type=int, default=None, help="optimiser steps (default: each attack's)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = build_model("cnn", SHAPE, CLASSES, (0.286,), (0.353,)).to(device)
+    inverters = [name for name in PRIVACY_ATTACKS.names() if PRIVACY_ATTACKS.get(name).kind == "inversion"]
+    print(f"device {device}, {args.threads} thread(s), median of {args.repeats}")
+    print(f"{'attack':<22}{'batch':>6}{'iterations':>12}{'s/reconstruction':>18}{'s/iteration':>13}{'ratio':>12}")
+    for n in args.batches:
+        x = torch.rand((n, *SHAPE), device=device)
+        y = torch.arange(n, device=device) % CLASSES
+        training = LocalTraining(lr=0.05, momentum=0.9, weight_decay=0.0, local_epochs=1, batch_size=n)
+        update = torch.cat([u.detach().reshape(-1) for u in simulate_update(model, x, y, training)])
+        observed = ObservedUpdate(model, update, training, n, SHAPE, CLASSES)
+
+        def forward_backward() -> None:
+            model.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x), y).backward()
+
+        forward_backward()  # warm-up
+        plain = median_seconds(forward_backward, max(args.repeats, 20), device)
+        print(f"{'forward+backward':<22}{n:>6}{1:>12}{plain:>18.5f}{plain:>13.5f}{1:>12.1f}")
+        for name in inverters:
+            cls = PRIVACY_ATTACKS.get(name)
+            params = cls.Params() if args.iterations is None else cls.Params(iterations=args.iterations)
+            attack: GradientInversion = cls(params)  # type: ignore[assignment]
+            seconds = median_seconds(lambda a=attack: a.reconstruct(observed, torch.Generator().manual_seed(0)),
+                                     args.repeats, device)
+            iterations = params.iterations  # type: ignore[attr-defined]
+            print(f"{name:<22}{n:>6}{iterations:>12}{seconds:>18.3f}{seconds / iterations:>13.5f}"
+                  f"{seconds / plain:>12.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The privacy audit: the section's schema, inversion of what the server received in plaintext,
+nothing inverted from ciphertexts, membership figures, records and summary."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tenseal as ts
+import torch
+from torch import nn
+
+from fedsec.audit import AUDITS, RoundView, build_audits
+from fedsec.data.datasets import ImageDataset
+from fedsec.params import model_vector
+from fedsec.privacy import PrivacyConfig
+from fedsec.privacy.audit import PrivacyAudit
+from fedsec.results import append_jsonl, read_jsonl
+from fedsec.scenario import Scenario, ScenarioError, parse_scenario
+from fedsec.training import train_local
+
+TinyModel = Callable[..., nn.Module]
+
+DLG = {"name": "dlg", "iterations": 20}
+
+
+def scenario(privacy: dict[str, Any] | None, **more: Any) -> Scenario:
+    raw = {"name": "privacy-test", "rounds": 3, "data": {"num_clients": 40, "partitioner": {"name": "iid"}},
+           "client": {"local_epochs": 1, "batch_size": 4, "lr": 0.1, "momentum": 0.9}, **more}
+    return parse_scenario({**raw, "privacy": privacy} if privacy is not None else raw)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> ImageDataset:
+    """40 training images (one per client) and 40 test images, 8 x 8 blobs, 5 classes."""
+    generator = torch.Generator().manual_seed(0)
+    t = torch.arange(8.0)
+    centres = torch.rand(80, 2, generator=generator) * 6 + 1
+    dy = (t.view(1, 8, 1) - centres[:, :1, None]) ** 2
+    dx = (t.view(1, 1, 8) - centres[:, 1:, None]) ** 2
+    blobs = torch.exp(-(dy + dx) / 6)
+    x = (blobs.unsqueeze(1) * 255).round().to(torch.uint8)
+    y = torch.randint(0, 5, (80,), generator=generator)
+    return ImageDataset("privacy-blobs", x[:40], y[:40], x[40:], y[40:], 5, (0.0,), (1.0,))
+
+
+def view(model: nn.Module, round_number: int, received: dict[int, Any], run_dir: Path,
+         final: bool = False) -> RoundView:
+    return RoundView(round_number, final, model, model_vector(model), received, frozenset(), run_dir)
+
+
+def client_update(audit: PrivacyAudit, model: nn.Module, s: Scenario) -> torch.Tensor:
+    """The update client 0 sends: fedsec's local training on its partition."""
+    trained = copy.deepcopy(model)
+    cpu = torch.device("cpu")
+    train_local(trained, audit.client_x, audit.client_y, s.client, torch.Generator().manual_seed(0), cpu)
+    return model_vector(trained) - model_vector(model)
+
+
+def test_no_section_no_audit(dataset: ImageDataset) -> None:
+    assert "privacy" in AUDITS.names()
+    assert build_audits(scenario(None), dataset, torch.device("cpu")) == []
+
+
+def test_plaintext_update_is_inverted_and_scored(dataset: ImageDataset, tiny_model: TinyModel, tmp_path: Path) -> None:
+    s = scenario({"inversion": {"client": 0, "rounds": [1], "attacks": [DLG]}, "membership": {"samples": 30}})
+    audit = build_audits(s, dataset, torch.device("cpu"))[0]
+    assert isinstance(audit, PrivacyAudit) and audit.due(1, False) and not audit.due(2, False) and audit.due(3, True)
+    torch.manual_seed(0)
+    model = tiny_model()
+    records = audit(view(model, 1, {0: client_update(audit, model, s), 5: torch.zeros(1)}, tmp_path))
+    (record,) = records
+    assert record["status"] == "reconstructed" and record["attack"] == "dlg" and record["images"] == 1
+    assert record["psnr"][0] > 30 and record["ssim"][0] > 0.95
+    assert record["label_recovery"] == 1.0 and record["labels_recovered"] == audit.client_y.tolist()
+    assert (tmp_path / record["png"]).read_bytes().startswith(b"\x89PNG")
+    final = audit(view(model, 3, {}, tmp_path, final=True))
+    assert [r["kind"] for r in final] == ["membership"]
+    assert 0 <= final[0]["auc"] <= 1 and {"tpr_at_fpr_0.001", "tpr_at_fpr_0.01", "advantage"} <= final[0].keys()
+    append_jsonl(tmp_path / audit.record_file, records + final)
+    summary = audit.summary(read_jsonl(tmp_path / audit.record_file))["privacy"]
+    assert summary["dlg"]["reconstructed"] == 1 and summary["dlg"]["psnr"] == pytest.approx(record["psnr"][0], rel=1e-4)
+    assert summary["membership"]["auc"] == pytest.approx(final[0]["auc"], rel=1e-4)
+    json.dumps(summary)
+
+
+def test_ciphertexts_are_not_inverted(dataset: ImageDataset, tiny_model: TinyModel, tmp_path: Path) -> None:
+    s = scenario({"inversion": {"client": 0, "attacks": [DLG, {"name": "inverting-gradients"}]}})
+    audit = build_audits(s, dataset, torch.device("cpu"))[0]
+    context = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 40, 60])
+    context.global_scale = 2**40
+    held = [ts.ckks_vector(context, [0.5] * 16)]
+    context.make_context_public()  # what the server holds: ciphertexts under a public context
+    records = audit(view(tiny_model(), 2, {0: held}, tmp_path))
+    assert [(r["attack"], r["status"]) for r in records] == [("dlg", "not-invertible"),
+                                                             ("inverting-gradients", "not-invertible")]
+    assert all("ciphertexts" in r["reason"] and "psnr" not in r for r in records)
+    assert not (tmp_path / "privacy").exists()
+    assert audit.summary(records)["privacy"]["dlg"] == {"reconstructed": 0, "not_invertible": 1, "skipped": 0}
+
+
+def test_absent_client(dataset: ImageDataset, tiny_model: TinyModel, tmp_path: Path) -> None:
+    every = build_audits(scenario({"inversion": {"client": 3, "attacks": [DLG]}}), dataset, torch.device("cpu"))[0]
+    assert every(view(tiny_model(), 1, {}, tmp_path)) == []
+    named = build_audits(scenario({"inversion": {"client": 3, "rounds": [1], "attacks": [DLG]}}),
+                         dataset, torch.device("cpu"))[0]
+    (record,) = named(view(tiny_model(), 1, {}, tmp_path))
+    assert record["status"] == "skipped" and "no update from client 3" in record["reason"]
+
+
+def test_more_examples_than_max_images_are_skipped(
+    dataset: ImageDataset, tiny_model: TinyModel, tmp_path: Path
+) -> None:
+    s = scenario({"inversion": {"client": 0, "max_images": 1, "attacks": [DLG]}},
+                 data={"num_clients": 10, "partitioner": {"name": "iid"}})
+    audit = build_audits(s, dataset, torch.device("cpu"))[0]
+    (record,) = audit(view(tiny_model(), 1, {0: torch.zeros(3)}, tmp_path))
+    assert record["status"] == "skipped" and "4 examples, more than max_images (1)" in record["reason"]
+
+
+@pytest.mark.parametrize(("privacy", "message"), [
+    ({}, "privacy: give inversion, membership or both"),
+    ({"inversion": {"attacks": [DLG], "extra": 1}}, "privacy.inversion.extra: unknown key"),
+    ({"inversion": {"attacks": []}}, "privacy.inversion.attacks"),
+    ({"inversion": {"attacks": [{"name": "gradient-magic"}]}}, "privacy.inversion.attacks.0.name"),
+    ({"inversion": {"attacks": [{"name": "dlg", "iterations": 0}]}}, "iterations"),
+    ({"inversion": {"attacks": [{"name": "loss-threshold"}]}}, "privacy.inversion.attacks.0.name"),
+    ({"membership": {"attack": {"name": "dlg"}}}, "privacy.membership.attack.name"),
+    ({"membership": {"rounds": [0]}}, "privacy.membership.rounds.0"),
+])
+def test_schema_errors(privacy: dict[str, Any], message: str) -> None:
+    with pytest.raises(ScenarioError) as error:
+        scenario(privacy)
+    assert any(line.startswith(message) or message in line for line in error.value.lines), error.value.lines
+
+
+def test_section_is_frozen() -> None:
+    section = scenario({"membership": {}}).privacy
+    with pytest.raises(ValueError):
+        section.membership = None  # type: ignore[misc,union-attr]
+
+
+def test_problems_with_the_rest_of_the_scenario() -> None:
+    section = PrivacyConfig.model_validate({"inversion": {"client": 40, "rounds": [4], "attacks": [DLG]}})
+    assert section.problems(3, 40, "adam") == [
+        "privacy.inversion.rounds: [4] are after the last round (3)",
+        "privacy.inversion.client: 40 is not a client id 0..39",
+        "privacy.inversion: the attacker replays SGD, the clients train with adam",
+    ]
+    with pytest.raises(ScenarioError, match="privacy.inversion.rounds: \\[4\\] are after the last round"):
+        scenario({"inversion": {"client": 3, "rounds": [4], "attacks": [DLG]}})
+
+
+def test_summary_of_an_exact_reconstruction(dataset: ImageDataset) -> None:
+    """An identical image has infinite PSNR, which JSON holds as null; the mean stays infinite."""
+    audit = build_audits(scenario({"inversion": {"attacks": [DLG]}}), dataset, torch.device("cpu"))[0]
+    record = {"round": 1, "kind": "inversion", "attack": "dlg", "status": "reconstructed",
+              "psnr": [None, 30.0], "ssim": [1.0, 0.5], "label_recovery": 1.0}
+    entry = audit.summary([record])["privacy"]["dlg"]
+    assert entry["psnr"] == float("inf") and entry["ssim"] == 0.75 and entry["reconstructed"] == 1

@@ -1,0 +1,132 @@
+"""EWE: the SNNL against Frosst et al.'s formula, embedding, clean models, parameters."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from fedsec.models import build_model
+from fedsec.watermark.base import WATERMARKS
+from fedsec.watermark.ewe import Ewe, hidden_layers, snnl, stamp
+from fedsec.watermark.owner import WatermarkOwner
+
+
+def snnl_loop(x: torch.Tensor, labels: list[int], temperature: float, metric: str) -> float:
+    """Frosst et al. (2019), eq. 1, one term at a time."""
+    rows = [row.flatten().double() for row in x]
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> float:
+        if metric == "cosine":
+            return 1.0 - float(a @ b) / (float(a.norm()) * float(b.norm()))
+        return float(((a - b) ** 2).sum())
+
+    total = 0.0
+    for i, a in enumerate(rows):
+        same = sum(math.exp(-distance(a, b) / temperature)
+                   for j, b in enumerate(rows) if j != i and labels[j] == labels[i])
+        every = sum(math.exp(-distance(a, b) / temperature) for j, b in enumerate(rows) if j != i)
+        total += math.log(same / every)
+    return -total / len(rows)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("temperature", [0.5, 3.0, 40.0])
+def test_snnl_agrees_with_a_loop_over_the_formula(metric: str, temperature: float) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 2, 3, generator=generator)
+    labels = [0, 1, 2] * 4
+    value = snnl(x, torch.tensor(labels), torch.tensor(temperature), metric)
+    assert value.item() == pytest.approx(snnl_loop(x, labels, temperature, metric), rel=1e-5, abs=1e-6)
+
+
+def test_snnl_is_small_for_separated_classes_and_large_for_mixed_ones() -> None:
+    labels = torch.tensor([0] * 5 + [1] * 5)
+    separated = torch.cat([torch.zeros(5, 4), torch.full((5, 4), 10.0)]) + 0.01 * torch.randn(10, 4)
+    mixed = torch.randn(10, 4, generator=torch.Generator().manual_seed(1))
+    assert snnl(separated, labels, torch.tensor(1.0)) < 1e-3
+    uniform = math.log(9 / 4)  # −log(4 same-label neighbours of 9)
+    assert snnl(mixed, labels, torch.tensor(100.0)) == pytest.approx(uniform, abs=0.01)
+
+
+def test_default_layers_are_the_last_three_hidden_ones(digits) -> None:
+    cnn = build_model("cnn", digits.image_shape, 10, digits.mean, digits.std)
+    weighted = [m for m in cnn.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert hidden_layers(cnn, None) == weighted[:-1]
+    mlp = build_model("mlp", digits.image_shape, 10, digits.mean, digits.std)
+    assert len(hidden_layers(mlp, None)) == 1
+
+
+def test_stamp_writes_the_patch_in_every_channel() -> None:
+    images = torch.zeros(2, 3, 6, 6, dtype=torch.uint8)
+    stamped = stamp(images, 1, 2, 3, 200)
+    assert int(stamped.sum()) == 2 * 3 * 9 * 200 and bool((stamped[:, :, 1:4, 2:5] == 200).all())
+    assert int(images.sum()) == 0
+
+
+@pytest.mark.parametrize("location", ["saliency", "fixed"])
+def test_ewe_embeds_verifies_and_clean_models_do_not(scenario_with, location: str, digits, clean_models,
+                                                     owner_dir: Path) -> None:
+    scenario = scenario_with({"name": "ewe", "triggers": 40, "location": location, "saliency_steps": 100},
+                             false_alarm=1e-6, embedding={"max_steps": 150, "lr": 0.05})
+    owner = WatermarkOwner(scenario.watermark, scenario, digits, torch.device("cpu"), owner_dir)
+    secrets = owner.secrets
+    target = int(secrets["y"][0])
+    assert bool((secrets["y"] == target).all()) and len(secrets["x"]) == 40
+    row, column = secrets["position"].tolist()
+    assert bool((secrets["x"][:, :, row:row + 3, column:column + 3] == 255).all())
+    for clean in clean_models:
+        assert owner.verify(clean).p_value > 1e-3
+    model = copy.deepcopy(clean_models[0])
+    record = owner.after_aggregation(1, model)
+    assert record["wm_steps"] == 150  # a fixed number of steps by default
+    assert record["wm_verified"] == 1 and record["wm_match"] >= 0.9
+
+
+def test_embedding_entangles_triggers_with_the_target_class(digits, clean_models) -> None:
+    from fedsec.watermark.base import OwnerPool
+    from fedsec.watermark.settings import EmbeddingConfig
+
+    def entanglement(scheme: Ewe, model: torch.nn.Module, secrets: dict) -> float:
+        model.eval()
+        with torch.no_grad():
+            _, values = scheme.terms(model, secrets, scheme.initial_temperature(model), torch.Generator(), 32)
+        return values.sum().item()
+
+    pool = OwnerPool(digits.train_x[300:], digits.train_y[300:])
+    runs = {}
+    for weight in (1e-9, 2.0):
+        scheme = Ewe(Ewe.Params(triggers=30, source=1, target=7, location="fixed", weight=weight), 10)
+        pool.taken = 0
+        secrets = scheme.create(b"key", pool, clean_models[0])
+        model = copy.deepcopy(clean_models[0])
+        scheme.embed(model, secrets, digits.train_x[:300], digits.train_y[:300],
+                     EmbeddingConfig(max_steps=90, lr=0.05), torch.Generator().manual_seed(0))
+        runs[weight] = entanglement(scheme, model, secrets)
+    assert runs[2.0] > runs[1e-9] + 0.1
+
+
+def test_parameters_are_validated(digits) -> None:
+    params = WATERMARKS.get("ewe").Params
+    assert params().triggers == 100 and params().location == "saliency" and not params().stop_at_target
+    for bad in ({"source": 3, "target": 3}, {"weight": 0}, {"triggers": 1}, {"fill": 256}, {"ratio": 0},
+                {"temperature": 0}, {"metric": "manhattan"}, {"location": "random"}, {"layers": []},
+                {"extra": 1}):
+        with pytest.raises(ValidationError):
+            params(**bad)
+    model = build_model("cnn", digits.image_shape, 10, digits.mean, digits.std)
+    scheme = Ewe(params(source=10, layers=["1.0", "nope"]), 10)
+    assert scheme.check(model, None) == ["source: class 10 is not below the 10 classes",
+                                         "layers: 'nope' not modules of the model"]
+    assert Ewe(params(), 10).check(model, None) == []
+
+
+def test_classes_come_from_the_key_and_differ(digits) -> None:
+    pairs = {Ewe(Ewe.Params(), 10).classes(bytes([k]) * 32) for k in range(20)}
+    assert all(s != t for s, t in pairs) and len(pairs) > 5
+    assert all(s != 4 for s, _ in {Ewe(Ewe.Params(target=4), 10).classes(bytes([k]) * 32) for k in range(20)})
+    assert Ewe(Ewe.Params(source=2, target=5), 10).classes(b"any") == (2, 5)
