@@ -65,9 +65,12 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
     """Run every round of ``scenario`` in a Flower simulation; returns the run summary. ``server``:
     the server class (a subclass may record or steer rounds, e.g. scripts/he_round_error.py).
 
-    The simulation's SuperNodes are virtual clients, one per client sampled in a round: each train
-    message names the partition its node loads (fedsec.fl.nodes), so that no per-client cost grows
-    with ``data.num_clients``.
+    On a private Ray cluster the simulation's SuperNodes are virtual clients, one per client
+    sampled in a round: each train message names the partition its node loads (fedsec.fl.nodes),
+    so that no per-client cost grows with ``data.num_clients``. Attached to an existing cluster
+    (``resources.ray_address``) there is one SuperNode per partition, found by the discovery query:
+    the flag that lets a node load a named partition would have to travel in a Ray runtime
+    environment, which such a cluster may not serve.
 
     Raises RunRefused or RunFailed (one-line messages) when the run cannot start or stops early.
     """
@@ -86,13 +89,15 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            summary.update(server(scenario, run_dir, grid, show_progress, virtual_clients=True).run())
+            summary.update(server(scenario, run_dir, grid, show_progress, virtual_clients=virtual).run())
         except Exception as exc:  # reported by simulate() in one line; Flower would only log it
             failures.append(exc)
 
     # Key distribution: the key holders (clients) find the secret context the authority writes here.
-    environment = {VIRTUAL_CLIENTS_ENV: "1", **({KEY_FILE_ENV: str(run_dir.file(KEYS_DIR) / SECRET_CONTEXT_FILE)}
-                                                if scenario.encryption.enabled else {})}
+    virtual = scenario.resources.ray_address is None
+    environment = {**({VIRTUAL_CLIENTS_ENV: "1"} if virtual else {}),
+                   **({KEY_FILE_ENV: str(run_dir.file(KEYS_DIR) / SECRET_CONTEXT_FILE)}
+                      if scenario.encryption.enabled else {})}
     become_subreaper()
     before = descendants()
     try:
@@ -100,7 +105,8 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
             warnings.simplefilter("ignore", DeprecationWarning)
             run_simulation(
                 server_app=server_app, client_app=client_app,
-                num_supernodes=scenario.clients_per_round, backend_config=backend_config(scenario, environment),
+                num_supernodes=scenario.clients_per_round if virtual else scenario.data.num_clients,
+                backend_config=backend_config(scenario, environment),
             )
     finally:
         if ray.is_initialized():
