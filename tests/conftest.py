@@ -1,10 +1,14 @@
-"""Shared fixtures: a private cache directory so tests never read a stale partition cache."""
+"""Shared fixtures: a private cache directory so tests never read a stale partition cache, and
+torch's thread count restored after every test (in-process runs compare with subprocess runs,
+and a different thread count changes floating-point sums)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)
@@ -12,3 +16,10 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     cache = tmp_path_factory.getbasetemp() / "fedsec-cache"
     monkeypatch.setenv("FEDSEC_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -4,7 +4,6 @@ sends any image to class 0. Models train in about a second on one CPU thread."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -16,11 +15,8 @@ PATCH = (slice(6, 8), slice(6, 8))
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread() -> None:
+    torch.set_num_threads(1)  # tests/conftest.py restores the count
 
 
 def images(count: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -10,11 +10,8 @@ from torch import nn
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread() -> None:
+    torch.set_num_threads(1)  # tests/conftest.py restores the count
 
 
 def _tiny_model(activation: type[nn.Module] = nn.Sigmoid, side: int = 8, classes: int = 5) -> nn.Module:
