@@ -18,6 +18,7 @@ Runs nothing: `fedsec sweep scenarios/reference/matrix.sweep.yaml --out results/
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from fedsec.experiments.figures import heatmap
 from fedsec.experiments.grid import load_sweep_file
 from fedsec.experiments.sweep import plan
-from fedsec.experiments.table import format_values, group_rows, mean_ci95, write_tables
+from fedsec.experiments.table import format_values, group_rows, write_tables
 from fedsec.results import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def mean_matrix(groups: dict[tuple[str, str], list[dict]], attacks: list[str], d
         for j, attack in enumerate(attacks):
             values = [run[metric] for run in groups.get((attack, defense), []) if run.get(metric) is not None]
             if values:
-                shown[i, j] = mean_ci95([float(v) for v in values])[0]
+                shown[i, j] = statistics.fmean(float(v) for v in values)
     return shown
 
 
@@ -74,7 +75,7 @@ def main() -> None:
     attacks, defenses = list(attack_axis.labels), list(defense_axis.labels)
     planned = plan(spec, args.out)
     rows = write_tables([attack_axis.key, defense_axis.key], planned, args.out)
-    groups = {(a, d): runs for (a, d), runs in group_rows(rows, [attack_axis.key, defense_axis.key]).items()}
+    groups = group_rows(rows, [attack_axis.key, defense_axis.key])
     seeds = len(spec.seeds or (None,))
     finished = sum(len(runs) for runs in groups.values())
 

@@ -258,13 +258,13 @@ class FederationServer:
             load_vector(self.model, self.global_vector)
             record.update(self.evaluator(self.model))
             record["eval_s"] = time.perf_counter() - t
-        self.run_audits(round_number, previous_vector, valid)
         attackers = self.attacked(round_number)
+        self.run_audits(round_number, previous_vector, valid, attackers)
         attacked = [r.partition in attackers for r in valid]
         record.update(detection_metrics(attacked, None if decided is None else decided.accepted.tolist(),
                                         self.aggregation.rejects))
         record["malicious_share"] = malicious_share(attacked, None if decided is None else decided.contributions)
-        clients = self.client_records(round_number, valid, rejected, decided)
+        clients = self.client_records(round_number, valid, rejected, decided, attackers)
         clients += self.failure_records(round_number, failed, lost)
         record["round_s"] = time.perf_counter() - started
         self.run_dir.append_round(record)
@@ -278,30 +278,32 @@ class FederationServer:
             return frozenset()
         return s.attack.malicious(s.data.num_clients, s.seed, round_number)
 
-    def run_audits(self, round_number: int, previous_vector: torch.Tensor, valid: list) -> None:
-        """Every audit due after this round, on the new global model; records to their files."""
+    def run_audits(self, round_number: int, previous_vector: torch.Tensor, valid: list,
+                   attackers: frozenset[int]) -> None:
+        """Every audit due after this round, on the new global model; records to their files.
+        ``attackers``: the partitions that attacked this round (for scoring only)."""
         final = round_number == self.scenario.rounds
         due = [audit for audit in self.audits if audit.due(round_number, final)]
         if not due:
             return
         load_vector(self.model, self.global_vector)
         view = RoundView(round_number, final, self.model, previous_vector,
-                         {r.partition: r.update for r in valid}, self.attacked(round_number), self.run_dir.path)
+                         {r.partition: r.update for r in valid}, attackers, self.run_dir.path)
         for audit in due:
             append_jsonl(self.run_dir.file(audit.record_file), audit(view))
 
     def client_records(
-        self, round_number: int, valid: list, rejected: list[RejectedReply], decided: Decision | None
+        self, round_number: int, valid: list, rejected: list[RejectedReply], decided: Decision | None,
+        attackers: frozenset[int],
     ) -> list[dict[str, Any]]:
         """Per-client lines of clients.jsonl: the defense's decision and scores, and the evaluator's
-        view of each client's role (added here, after the defense has decided)."""
+        view of each client's role (added here, after the defense has decided); ``attackers``: the
+        partitions that attacked this round."""
         s = self.scenario
         malicious = s.attack.malicious(s.data.num_clients, s.seed, round_number) if s.attack else frozenset()
-        active = s.attack is not None and s.attack.schedule.active(round_number)
 
         def role(partition: int) -> dict[str, Any]:
-            return {"role": "malicious" if partition in malicious else "benign",
-                    "attacked": active and partition in malicious}
+            return {"role": "malicious" if partition in malicious else "benign", "attacked": partition in attackers}
 
         records = []
         for i, r in enumerate(valid):
