@@ -6,15 +6,16 @@ round its schedule marks active; honest clients never construct one.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 
 from fedsec.attacks import ModelAttackContext, build_data_attack, build_model_attack
-from fedsec.attacks.data.base import DataAttack
+from fedsec.attacks.data.base import CraftingContext, DataAttack, PoisonedBatch
 from fedsec.attacks.model.base import ModelAttack
 from fedsec.client import LocalTrainer, LocalUpdate, client_seed
-from fedsec.params import float_state, unflatten
+from fedsec.params import float_state, load_vector, unflatten
 from fedsec.scenario import AttackConfig, Scenario
 from fedsec.training import ClientConfig, TrainingHooks
 
@@ -25,6 +26,21 @@ def attack_active(scenario: Scenario, partition: int, round_number: int) -> bool
     if attack is None or not attack.schedule.active(round_number):
         return False
     return partition in attack.malicious(scenario.data.num_clients, scenario.seed, round_number)
+
+
+_RECEIVED: dict[tuple[str, int], dict[int, torch.Tensor]] = {}
+"""Global models each malicious partition received in this process, by (scenario, partition) and round."""
+
+
+def received_models(scenario: Scenario, partition: int, round_number: int, global_vector: torch.Tensor,
+                    count: int) -> list[torch.Tensor]:
+    """This round's global model and the latest earlier ones ``partition`` received in this process,
+    at most ``count``, latest first (a simulation's virtual clients each keep their own)."""
+    seen = _RECEIVED.setdefault((scenario.model_dump_json(), partition), {})
+    seen[round_number] = global_vector.detach().cpu().clone()
+    for old in sorted(seen)[:-count]:
+        del seen[old]
+    return [seen[r].to(global_vector.device) for r in sorted(seen, reverse=True) if r <= round_number]
 
 
 @dataclass(frozen=True)
@@ -92,15 +108,39 @@ class Attacker:
                 masks = dict(unflatten(mask.float(), float_state(trainer.model)))
         return TrainingHooks(transform, penalty, masks)
 
+    def crafted(self, data_attack: DataAttack, trainer: LocalTrainer,
+                global_vector: torch.Tensor) -> PoisonedBatch | None:
+        """This client's partition with poisons crafted on the global models it received (None for
+        attacks that poison batch by batch)."""
+        count = data_attack.surrogate_models()
+        if count == 0:
+            return None
+        models = []
+        for vector in received_models(self.scenario, self.partition, self.round_number, global_vector, count):
+            model = copy.deepcopy(trainer.model)
+            load_vector(model, vector)
+            models.append(model)
+        dataset = trainer.data.dataset
+        n = self.scenario.data.test_samples or len(dataset.test_y)
+        seed = client_seed(self.scenario.seed, self.round_number, self.partition) + 3
+        context = CraftingContext(models, dataset.test_x[:n], dataset.test_y[:n], torch.Generator().manual_seed(seed))
+        return data_attack.craft(*trainer.data.client(self.partition), context)
+
     def train(self, trainer: LocalTrainer, global_vector: torch.Tensor) -> LocalUpdate:
-        """Benign updates it knows (if the model attack uses them), poisoned training, model attack."""
+        """Benign updates it knows (if the model attack uses them), poisoned training (on a partition
+        with crafted poisons, or with batches poisoned on the fly), model attack."""
         data_attack, model_attack = self.data_attack(), self.model_attack()
         known = self.known_partitions() if model_attack is not None else []
         benign_runs = {p: trainer.train(p, self.round_number, global_vector) for p in known}
         benign = torch.stack([u.update for u in benign_runs.values()]) if benign_runs else None
-        hooks = self.training_hooks(data_attack, model_attack, benign, trainer, global_vector)
+        crafted = None if data_attack is None else self.crafted(data_attack, trainer, global_vector)
+        batch_attack = data_attack if crafted is None else None
+        hooks = self.training_hooks(batch_attack, model_attack, benign, trainer, global_vector)
         config = self.local_config()
-        if hooks.empty and config == self.scenario.client and self.partition in benign_runs:
+        if crafted is not None:
+            seed = client_seed(self.scenario.seed, self.round_number, self.partition)
+            own = trainer.train_on(crafted.x, crafted.y, seed, global_vector, config, hooks)
+        elif hooks.empty and config == self.scenario.client and self.partition in benign_runs:
             own = benign_runs[self.partition]  # the same training, already done
         else:
             own = trainer.train(self.partition, self.round_number, global_vector, config, hooks)

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import difflib
-import inspect
 import json
-import re
-import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 
 from fedsec.commands import watermark
 from fedsec.experiments import commands as experiments
 from fedsec.results import RunDirectory
-from fedsec.registry import Registry
 from fedsec.scenario import Scenario, ScenarioError, load_scenario, read_yaml, scenario_warnings, to_yaml
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fedsec: a federated-learning security testbed on Flower.")
 err = Console(stderr=True)
 
@@ -157,12 +152,11 @@ def _resume_problems(run_dir: RunDirectory, scenario: Scenario) -> list[str]:
                            [r["round"] for r in records])
 
 
-SUMMARY_COLUMNS = ("rounds", "ma", "best_ma", "asr", "max_asr", "durability", "recall", "fpr", "malicious_share",
-                   "rejected", "wall_s")
-PERCENT_COLUMNS = {"ma", "best_ma", "asr", "max_asr", "recall", "fpr", "malicious_share"}
+SUMMARY_COLUMNS = ("rounds", "ma", "best_ma", "asr", "max_asr", "asr_clean_baseline", "durability", "recall", "fpr",
+                   "malicious_share", "rejected", "wall_s")
 DETECTION_COLUMNS = {"recall", "fpr"}
 """Null for a defense that never rejects: shown as n/a."""
-SEED_COLUMNS = ("ma", "best_ma", "asr", "max_asr", "recall", "fpr", "malicious_share", "wall_s")
+SEED_COLUMNS = ("ma", "best_ma", "asr", "max_asr", "asr_clean_baseline", "recall", "fpr", "malicious_share", "wall_s")
 """Columns of the table over seeds."""
 SEED_INDEPENDENT = ("seed", "name", "output")
 """Scenario keys that runs of one experiment with different seeds may differ in."""
@@ -171,16 +165,26 @@ SEED_INDEPENDENT = ("seed", "name", "output")
 @app.command()
 def summary(
     runs: Annotated[list[Path], typer.Argument(help="Run directories.")],
-    at_round: Annotated[int | None, typer.Option(help="Read MA/ASR at this round instead of the last.")] = None,
+    at_round: Annotated[int | None, typer.Option(
+        help="Every column as it stood after this round (recomputed from the rounds up to it).")] = None,
 ) -> None:
-    """A Markdown table of run summaries (one row per run directory); every directory is read
-    before the table is printed. Runs of the same scenario with different seeds are then
-    gathered in a second table: mean ± 95% confidence half-width (Student's t) over seeds."""
+    """A Markdown table of run summaries (one row per run directory, rates in %, with the attack and
+    defense of each run); every directory is read before the table is printed. Runs of the same
+    scenario with different seeds are then gathered in a second table: mean ± 95% confidence
+    half-width (Student's t) over seeds."""
     from fedsec.experiments.report import read_json, read_rounds
-    from fedsec.experiments.table import CAPTION, format_values
+    from fedsec.experiments.table import (
+        CAPTION,
+        SHOWN,
+        format_values,
+        header,
+        run_settings,
+        settings_line,
+        split_settings,
+    )
     from fedsec.results import SCENARIO_FILE, SUMMARY_FILE, RunDirectory
 
-    rows = []
+    rows: list[dict[str, object]] = []
     experiments: dict[str, tuple[str, list[dict[str, object]]]] = {}
     for path in runs:
         run_dir = RunDirectory(path)
@@ -196,14 +200,20 @@ def summary(
             scenario = read_yaml(run_dir.file(SCENARIO_FILE))
         except (ValueError, ScenarioError) as exc:  # a corrupt file, named in the message
             raise _fail([str(getattr(exc, "lines", [exc])[0])]) from None
-        rows.append(f"| {path.name} | " + " | ".join(_cell(values.get(key), key) for key in SUMMARY_COLUMNS) + " |")
+        rows.append({"run": path.name, **values, **run_settings(scenario)})
         key = json.dumps({k: v for k, v in scenario.items() if k not in SEED_INDEPENDENT}, sort_keys=True)
         experiments.setdefault(key, (str(scenario.get("name", path.name)), []))[1].append(values)
-    typer.echo("| run | " + " | ".join(SUMMARY_COLUMNS) + " |")
-    typer.echo("|---" * (len(SUMMARY_COLUMNS) + 1) + "|")
-    typer.echo("\n".join(rows))
+    shared, varying = split_settings(rows)
+    if at_round is not None:
+        typer.echo(f"Every column as it stood after round {at_round} (durability, a whole-run measure, is left out).\n")
+    typer.echo(settings_line(shared), nl=False)
+    typer.echo("| " + " | ".join(["run", *(SHOWN[k] for k in varying), *(header(k) for k in SUMMARY_COLUMNS)]) + " |")
+    typer.echo("|---" * (len(varying) + len(SUMMARY_COLUMNS) + 1) + "|")
+    for row in rows:
+        typer.echo("| " + " | ".join([str(row["run"]), *(str(row[k]) for k in varying),
+                                      *(_cell(row.get(key), key) for key in SUMMARY_COLUMNS)]) + " |")
     if any(len(group) > 1 for _, group in experiments.values()):
-        typer.echo("\n| scenario | seeds | " + " | ".join(SEED_COLUMNS) + " |")
+        typer.echo("\n| scenario | seeds | " + " | ".join(header(k) for k in SEED_COLUMNS) + " |")
         typer.echo("|---" * (len(SEED_COLUMNS) + 2) + "|")
         for name, group in experiments.values():
             cells = [format_values([values.get(key) for values in group], key) for key in SEED_COLUMNS]
@@ -212,89 +222,48 @@ def summary(
 
 
 def _up_to(records: list[dict[str, object]], at_round: int) -> dict[str, object]:
-    """Summary values as they stood after ``at_round``: MA and ASR of that round, best MA and
-    peak ASR of the rounds up to it."""
+    """Summary values as they stood after ``at_round``, from the rounds up to it: MA and ASR of
+    that round, best MA and peak ASR, detection rates of the summed confusion counts (n/a when
+    the records hold none: a defense that never rejects), mean malicious share, rejected updates,
+    time (the rounds' durations); durability (whole-run) is left out."""
+    from fedsec.fl.server import COUNTS, detection_rates
+
     seen = [r for r in records if r["round"] <= at_round]
     evaluated = [r for r in seen if "ma" in r]
     with_asr = [r["asr"] for r in evaluated if r.get("asr") is not None]
+    shares = [r["malicious_share"] for r in seen if r.get("malicious_share") is not None]
+    counted = all(r.get(k) is not None for r in seen for k in COUNTS)
     return {"rounds": at_round, "ma": seen[-1].get("ma"), "asr": seen[-1].get("asr"),
-            "best_ma": max((r["ma"] for r in evaluated), default=None), "max_asr": max(with_asr, default=None)}
+            "best_ma": max((r["ma"] for r in evaluated), default=None), "max_asr": max(with_asr, default=None),
+            "durability": None, "rejected": sum(int(r.get("rejected") or 0) for r in seen),
+            "malicious_share": sum(shares) / len(shares) if shares else None,
+            "wall_s": sum(float(r.get("round_s") or 0.0) for r in seen),
+            **(detection_rates(**{k: sum(int(r[k]) for r in seen) for k in COUNTS}) if counted
+               else {"recall": None, "fpr": None})}
 
 
 def _cell(value: object, key: str) -> str:
+    """A value as the console shows it: rates in percent (the header says so), n/a for a
+    detection rate nobody recorded."""
+    from fedsec.experiments.table import RATES
+
     if value is None:
         return "n/a" if key in DETECTION_COLUMNS else "–"
-    if key in PERCENT_COLUMNS and isinstance(value, (int, float)):
-        return f"{value:.2%}"
+    if key in RATES and isinstance(value, (int, float)):
+        return f"{100 * value:.2f}"
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-def _families() -> list[tuple[Registry[Any], str]]:
-    """Every registry of methods, with where a scenario (or a command) names its methods."""
-    from fedsec.attacks import DATA_ATTACKS, MODEL_ATTACKS
-    from fedsec.data.datasets import DATASETS
-    from fedsec.data.partitioners import PARTITIONERS
-    from fedsec.defenses import DEFENSES
-    from fedsec.extraction import EXTRACTIONS
-    from fedsec.guards import GUARDS
-    from fedsec.inspection import INSPECTORS, REPAIRS
-    from fedsec.models import MODELS
-    from fedsec.privacy import PRIVACY_ATTACKS
-    from fedsec.watermark import WATERMARKS
-    from fedsec.watermark.removal import REMOVALS
+def _complete_method(incomplete: str) -> list[str]:
+    from fedsec import catalogue
 
-    return [(DATASETS, "data.dataset"), (MODELS, "model.name"), (PARTITIONERS, "data.partitioner"),
-            (DATA_ATTACKS, "attack.data"), (MODEL_ATTACKS, "attack.model"), (DEFENSES, "defenses"),
-            (WATERMARKS, "watermark.scheme"), (REMOVALS, "fedsec attack-watermark --attack"),
-            (INSPECTORS, "inspection.methods"), (REPAIRS, "inspection.repair"), (GUARDS, "runtime_guards.chains"),
-            (PRIVACY_ATTACKS, "privacy.inversion.attacks or privacy.membership.attack"),
-            (EXTRACTIONS, "extraction.attacks")]
+    return sorted({n for f in catalogue.families() for n in f.registry.names() if n.startswith(incomplete)})
 
 
-def _description(entry: object) -> str:
-    """The first paragraph of an entry's docstring, on one line, without reST markup."""
-    paragraph = " ".join(inspect.cleandoc(entry.__doc__ or "").split("\n\n")[0].split())
-    return re.sub(r":\w+:`([^`]*)`|``([^`]*)``", lambda m: m[1] or m[2], paragraph)
+def _complete_group(incomplete: str) -> list[str]:
+    from fedsec.catalogue import GROUPS
 
-
-def _first_sentence(text: str, limit: int = 100) -> str:
-    sentence = re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0]
-    return sentence if len(sentence) <= limit else f"{sentence[:limit - 3]}..."
-
-
-def _type_text(annotation: Any) -> str:
-    """A field's type as a scenario author writes values: ``cosine | euclidean``, ``float | null``."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return _type_text(args[0])
-    if origin is Literal:
-        return " | ".join(str(a) for a in args)
-    if origin in (Union, types.UnionType):
-        return " | ".join(_type_text(a) for a in args)
-    if origin is not None:
-        return f"{origin.__name__} of {', '.join(_type_text(a) for a in args if a is not ...)}"
-    if annotation is type(None):
-        return "null"
-    return "mapping" if isinstance(annotation, type) and issubclass(annotation, BaseModel) else annotation.__name__
-
-
-def _parameter_rows(entry: object) -> list[tuple[str, str, str, str]]:
-    """(key, type, default, meaning) of every parameter a method takes besides its name."""
-    model = getattr(entry, "Params", entry)
-    fields = getattr(model, "model_fields", {})
-    rows = []
-    for key, field in fields.items():
-        if key == "name":
-            continue
-        bounds = [f"{symbol} {getattr(m, attr)}" for m in field.metadata
-                  for attr, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if hasattr(m, attr)]
-        kind = _type_text(field.annotation) + (f" ({', '.join(bounds)})" if bounds else "")
-        default = "required" if field.is_required() else field.get_default(call_default_factory=True)
-        if hasattr(default, "model_dump"):
-            default = default.model_dump(mode="json")
-        shown = default if isinstance(default, str) else json.dumps(default)
-        rows.append((key, kind, shown, field.description or ""))
-    return rows
+    return [g for g in GROUPS if g.startswith(incomplete)]
 
 
 def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
@@ -304,29 +273,61 @@ def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
             for row in rows]
 
 
+@app.command("list")
+def list_(family: Annotated[str | None, typer.Argument(
+        help="attacks, defenses, watermarks, removals, partitioners, datasets, models, inspectors, repairs, "
+             "guards, privacy or extraction (default: all).", autocompletion=_complete_group)] = None) -> None:
+    """List registered methods by family: name, paper, one-line description."""
+    from fedsec import catalogue
+
+    if family is None:
+        shown = catalogue.families()
+    elif family in catalogue.GROUPS:
+        shown = catalogue.group(family)
+    else:
+        close = difflib.get_close_matches(family, list(catalogue.GROUPS), n=1)
+        raise _fail([f"{family}: no such family{f' (did you mean {close[0]}?)' if close else ''}; "
+                     f"one of {', '.join(catalogue.GROUPS)}"])
+    blocks = []
+    for listed in shown:
+        rows = [(n, (catalogue.paper(listed.registry.get(n)) or "-").split(', "')[0],  # the title: describe
+                 catalogue.first_sentence(catalogue.description(listed.registry.get(n))))
+                for n in listed.registry.names()]
+        blocks.append("\n".join([f"{listed.title}, in {listed.where}:", *_table(rows)]))
+    typer.echo("\n\n".join(blocks))
+
+
 @app.command()
-def methods(name: Annotated[str | None, typer.Argument(help="A method: print its parameters.")] = None) -> None:
-    """List every registered method by family with a one-line description, or one method's
-    parameters (key, type, default, meaning)."""
-    families = _families()
-    if name is None:
-        typer.echo("\n\n".join(
-            "\n".join([f"{registry.kind}s, in {where}:",
-                       *_table([(n, _first_sentence(_description(registry.get(n)))) for n in registry.names()])])
-            for registry, where in families))
-        return
-    found = [(registry, where) for registry, where in families if name in registry]
+def describe(name: Annotated[str, typer.Argument(help="A method's name (`fedsec list` shows them).",
+                                                 autocompletion=_complete_method)]) -> None:
+    """One method's family, paper, description and parameters (key, type with bounds, default,
+    meaning with unit)."""
+    from fedsec import catalogue
+
+    found = [f for f in catalogue.families() if name in f.registry]
     if not found:
-        close = difflib.get_close_matches(name, sorted({n for r, _ in families for n in r.names()}), n=1)
+        close = difflib.get_close_matches(name, sorted({n for f in catalogue.families() for n in f.registry.names()}),
+                                          n=1)
         raise _fail([f"{name}: no such method{f' (did you mean {close[0]}?)' if close else ''}; "
-                     "`fedsec methods` lists them"])
-    for registry, where in found:
-        entry = registry.get(name)
-        typer.echo(f"{name}: {registry.kind}, in {where}")
-        typer.echo(f"  {_description(entry)}")
-        rows = _parameter_rows(entry)
+                     "`fedsec list` lists them"])
+    for family in found:
+        entry = family.registry.get(name)
+        typer.echo(f"{name}: {family.registry.kind}, in {family.where}")
+        if cited := catalogue.paper(entry):
+            typer.echo(f"  paper: {cited}")
+        typer.echo(f"  {catalogue.description(entry)}")
+        rows = [(p.key, p.type, p.default, p.meaning) for p in catalogue.parameters(entry)]
         typer.echo("\n".join(_table([("key", "type", "default", "meaning"), *rows]))
                    if rows else "  no parameters")
+
+
+@app.command(hidden=True)
+def methods(name: Annotated[str | None, typer.Argument(help="A method: print its parameters.")] = None) -> None:
+    """Alias: ``fedsec list`` without NAME, ``fedsec describe NAME`` with it."""
+    if name is None:
+        list_()
+    else:
+        describe(name)
 
 
 app.command()(experiments.sweep)

@@ -26,7 +26,7 @@ class Evaluator:
         self.y = dataset.test_y[:count].to(device)
         self.batch_size = scenario.evaluation.batch_size
         self.device = device
-        spec = scenario.attack.data if scenario.attack is not None else None
+        spec = scenario.data_attack  # malicious clients' attack or the poisoned supply's
         self.attack = build_data_attack(spec) if spec is not None else None
         if self.attack is not None:
             targeted = self.attack.asr_mask(self.y)
@@ -36,6 +36,15 @@ class Evaluator:
         """Share of triggered inputs classified as the attacker's target (0..1)."""
         predicted = predict(model, triggered, self.batch_size, self.device).argmax(1)
         return (predicted == self.asr_target).float().mean().item()
+
+    def clean_baseline(self, model: nn.Module) -> dict[str, float]:
+        """What each test trigger achieves on ``model`` before any training (the round-0 global
+        model, which holds no backdoor), to read an ASR against: ``<metric>_clean_baseline``
+        (0..1) for every success metric of the attack; empty without a data attack."""
+        if self.attack is None:
+            return {}
+        return {f"{metric}_clean_baseline": self.attack_success(model, trigger(self.asr_x))
+                for metric, trigger in self.attack.test_triggers().items()}
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         """``ma`` (top-1 accuracy, 0..1), ``loss`` (mean cross-entropy), and ``asr`` (0..1) plus

@@ -11,6 +11,7 @@ import torch
 
 from fedsec.data.datasets import ImageDataset, load_dataset
 from fedsec.data.partition import cached_partitions, label_histogram
+from fedsec.pretraining import held_out_indices
 from fedsec.scenario import DataConfig
 
 
@@ -32,10 +33,14 @@ class FederatedData:
 
 
 @lru_cache(maxsize=4)
-def federated_data(data: DataConfig, seed: int) -> FederatedData:
-    """Load and split the data the scenario describes (cached per process)."""
+def federated_data(data: DataConfig, seed: int, held_out: int = 0) -> FederatedData:
+    """Load and split the data the scenario describes (cached per process); the ``held_out``
+    training examples reserved for pre-training (fedsec.pretraining) are in no partition."""
     dataset = load_dataset(data.dataset, data.root)
     parts = cached_partitions(
         dataset.name, dataset.train_y.numpy(), data.partitioner, data.num_clients, seed
     )
+    if held_out:
+        reserved = held_out_indices(len(dataset.train_y), held_out, seed)
+        parts = [np.setdiff1d(part, reserved, assume_unique=True) for part in parts]
     return FederatedData(dataset, tuple(parts))

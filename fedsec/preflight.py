@@ -95,6 +95,7 @@ def data_problems(scenario: Scenario, dataset: ImageDataset) -> list[str]:
         "watermark.owner_samples": scenario.watermark and scenario.watermark.owner_samples,
         "inspection.clean_samples": scenario.inspection and scenario.inspection.clean_samples,
         "runtime_guards.clean_samples": scenario.runtime_guards and scenario.runtime_guards.clean_samples,
+        "pretraining.samples": scenario.pretraining and scenario.pretraining.samples,
     }
     problems += [f"{key}: {count} is more than the {train} training examples of {name}"
                  for key, count in drawn_from_training.items() if count and count > train]
@@ -102,11 +103,12 @@ def data_problems(scenario: Scenario, dataset: ImageDataset) -> list[str]:
 
 
 def attack_problems(scenario: Scenario, dataset: ImageDataset) -> list[str]:
-    """What the data attack cannot do on the dataset's images."""
-    if scenario.attack is None or scenario.attack.data is None:
+    """What the data attack (malicious clients' or the poisoned supply's) cannot do on the dataset's images."""
+    if scenario.data_attack is None:
         return []
-    attack = build_data_attack(scenario.attack.data)
-    return [f"attack.data.{problem}" for problem in attack.check(dataset.image_shape, dataset.num_classes)]
+    where = "data_supply.attack" if scenario.data_supply is not None else "attack.data"
+    attack = build_data_attack(scenario.data_attack)
+    return [f"{where}.{problem}" for problem in attack.check(dataset.image_shape, dataset.num_classes)]
 
 
 def watermark_problems(scenario: Scenario, dataset: ImageDataset) -> list[str]:

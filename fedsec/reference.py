@@ -1,7 +1,8 @@
-"""The scenario reference table of docs/reference.md, generated from the pydantic models.
+"""The scenario reference table of docs/reference.md, generated from the pydantic models, and the
+methods catalogue docs/methods.md, generated from the registries (:mod:`fedsec.catalogue`).
 
-Regenerate it with ``python -m fedsec.reference --write`` (default file: docs/reference.md);
-without ``--write`` the table is printed.
+Regenerate both with ``python -m fedsec.reference --write`` (default file: docs/reference.md;
+methods.md is written beside it); without ``--write`` the table is printed.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def scenario_reference() -> str:
 
 
 START, END = "<!-- scenario-reference:start -->", "<!-- scenario-reference:end -->"
+METHODS_FILE = "methods.md"
+"""The generated methods catalogue, beside the reference page."""
 
 
 def with_reference(text: str) -> str:
@@ -104,8 +107,11 @@ if __name__ == "__main__":
     import sys
     from pathlib import Path
 
+    from fedsec.catalogue import methods_page
+
     if sys.argv[1:2] == ["--write"]:
         path = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/reference.md")
         path.write_text(with_reference(path.read_text()))
+        (path.parent / METHODS_FILE).write_text(methods_page())
     else:
         print(scenario_reference())

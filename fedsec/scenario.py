@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -47,8 +48,11 @@ from fedsec.faults import FaultsConfig
 from fedsec.guards import GUARDS, RuntimeGuardsConfig
 from fedsec.inspection import INSPECTORS, REPAIRS, InspectionConfig
 from fedsec.models import MODELS, dataset_problems
+from fedsec.pretraining import PretrainingConfig
 from fedsec.privacy import PRIVACY_ATTACKS, PrivacyConfig
+from fedsec.sanitization import SANITIZERS, SanitizationConfig
 from fedsec.training import MAX_BATCH, MAX_EPOCHS, ClientConfig
+from fedsec.tracking import TRACKERS, TrackerSpec
 from fedsec.watermark import WATERMARKS, WatermarkConfig
 
 MAX_FILE_BYTES = 1 << 20
@@ -240,6 +244,28 @@ class AttackConfig(Section):
         )
 
 
+class DataSupplyConfig(Section):
+    """A poisoned data supply: the poisons of a data attack, injected into chosen honest clients'
+    partitions before the run. The clients do not know (they stay benign in every metric); the
+    evaluator knows which rows are poisons."""
+
+    attack: DataAttackSpec = Field(
+        description="The data attack the supply carries; its poison_fraction is the share (0..1) of each "
+        "chosen client's eligible examples replaced by poisons.")
+    fraction: float | None = Field(None, ge=0, le=1, description="Share (0..1) of all clients whose data is poisoned.")
+    ids: list[int] | None = Field(None, description="Explicit ids of the clients (partitions) whose data is poisoned.")
+
+    @model_validator(mode="after")
+    def _which_clients(self) -> DataSupplyConfig:
+        if (self.fraction is None) == (self.ids is None):
+            raise ValueError("give fraction or ids (exactly one)")
+        return self
+
+    def clients(self, num_clients: int, seed: int) -> frozenset[int]:
+        """The partitions whose data is poisoned (the same for the whole run)."""
+        return malicious_clients(num_clients, fraction=self.fraction, ids=self.ids, seed=seed + 1)
+
+
 def _defense_spec(name: str) -> type[BaseModel]:
     """The defense's Params with a ``name`` tag, so that a list of stages is a tagged union."""
     params = DEFENSES.get(name).Params
@@ -274,6 +300,19 @@ class OutputConfig(Section):
     dir: str = Field("runs", description="Parent directory of run directories.")
     save_model: bool = Field(True, description="Write the final global model (model.pt).")
     plots: bool = Field(True, description="Write PNG plots (accuracy, label histogram).")
+    trackers: list[TrackerSpec] = Field(  # type: ignore[valid-type]
+        default_factory=list, max_length=len(TRACKERS.names()),
+        description="Experiment trackers that also receive the run's parameters, round metrics, plots and "
+        f"summary ({', '.join(TRACKERS.names())}; each at most once); none by default.",
+    )
+
+    @field_validator("trackers")
+    @classmethod
+    def _once_each(cls, trackers: list[Any]) -> list[Any]:
+        names = [t.name for t in trackers]
+        if len(set(names)) < len(names):
+            raise ValueError(f"each tracker at most once, got {names}")
+        return trackers
 
 
 class Scenario(Section):
@@ -294,6 +333,13 @@ class Scenario(Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     attack: AttackConfig | None = Field(None, description="Malicious clients (none: all honest).")
+    data_supply: DataSupplyConfig | None = Field(
+        None, description="Poisons injected into honest clients' data (none: a clean data supply).")
+    sanitization: SanitizationConfig | None = Field(
+        None, description="Data sanitization by honest clients before local training (none: no sanitization).")
+    pretraining: PretrainingConfig | None = Field(
+        None, description="Central pre-training on held-out training examples, then federated fine-tuning "
+        "(none: the federation trains from a random initialisation).")
     defenses: list[DefenseSpec] = Field(
         default_factory=list,
         description="Server defense stages, applied in order (empty: FedAvg).",
@@ -330,6 +376,12 @@ class Scenario(Section):
             outside = [i for i in self.attack.ids if not 0 <= i < n]
             if outside:
                 raise ValueError(f"attack.ids: {outside} are not client ids 0..{n - 1}")
+        if self.data_supply is not None:
+            outside = [i for i in self.data_supply.ids or () if not 0 <= i < n]
+            if outside:
+                raise ValueError(f"data_supply.ids: {outside} are not client ids 0..{n - 1}")
+            if self.attack is not None and self.attack.data is not None:
+                raise ValueError("data_supply: the evaluator scores one data attack; give attack.data or data_supply, not both")
         try:
             pipeline = build_pipeline([spec.model_dump() for spec in self.defenses])
         except ValueError as exc:
@@ -354,6 +406,18 @@ class Scenario(Section):
         return self
 
     @property
+    def data_attack(self) -> Any:
+        """The data attack's validated Params the evaluator scores: malicious clients' or the supply's (None: none)."""
+        if self.attack is not None and self.attack.data is not None:
+            return self.attack.data
+        return self.data_supply.attack if self.data_supply is not None else None
+
+    @property
+    def held_out_examples(self) -> int:
+        """Training examples reserved for central pre-training (0 without it)."""
+        return self.pretraining.samples if self.pretraining is not None else 0
+
+    @property
     def clients_per_round(self) -> int:
         """Clients sampled per round, resolved from count or fraction."""
         s = self.sampling
@@ -372,7 +436,8 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
 # pydantic puts the chosen variant's tag in an error's location; users never wrote it.
 _DISCRIMINATOR_TAGS = {*PARTITIONERS.names(), *DATA_ATTACKS.names(), *MODEL_ATTACKS.names(),
                        *DEFENSES.names(), *WATERMARKS.names(), *INSPECTORS.names(), *REPAIRS.names(),
-                       *GUARDS.names(), *PRIVACY_ATTACKS.names(), *EXTRACTIONS.names()}
+                       *GUARDS.names(), *PRIVACY_ATTACKS.names(), *EXTRACTIONS.names(),
+                       *SANITIZERS.names()}
 
 
 def _shown(value: Any, limit: int = 60) -> str:

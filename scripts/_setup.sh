@@ -27,4 +27,12 @@ if [ ! -f "$fmnist" ] && [ ! -f "${FEDSEC_DATA:-$HOME/.cache/fedsec/data}/Fashio
     .venv/bin/python -c "from fedsec.data.datasets import load_dataset; load_dataset('fashion-mnist')"
   fi
 fi
+# The report's browser test drives a headless Chromium; only the test script needs it.
+if [ "$(basename "$0")" = test.sh ] && ! { command -v chromium && command -v chromedriver; } >/dev/null \
+    && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "==> installing Debian packages chromium chromium-driver" >&2
+  apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+    || echo "==> chromium not installed: the report's browser test will be skipped" >&2
+fi
 export PATH="$PWD/.venv/bin:$PATH"

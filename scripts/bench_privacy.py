@@ -5,6 +5,8 @@ For batches of 1 and 4 Fashion-MNIST-shaped images (random pixels: the time does
 them), a client's one-step update is inverted by each attack with ``--iterations`` optimiser
 steps (default: each attack's own default); prints the median seconds of ``--repeats`` runs,
 the seconds per iteration, and the ratio of one reconstruction to one forward+backward pass.
+Then one client's local training round with DP-SGD (``--dp-images`` images, one epoch of batches
+of 32) beside the same client's plain training, median seconds and their ratio.
 
     .venv/bin/python scripts/bench_privacy.py --repeats 3
     .venv/bin/python scripts/bench_privacy.py --iterations 50 --repeats 3 --device cuda
@@ -22,7 +24,9 @@ from torch import nn
 
 from fedsec.models import build_model
 from fedsec.privacy import PRIVACY_ATTACKS, GradientInversion, LocalTraining, ObservedUpdate
+from fedsec.privacy.dp_sgd import DPSGDConfig, train_dp_sgd
 from fedsec.privacy.gradients import simulate_update
+from fedsec.training import ClientConfig, train_local
 
 SHAPE, CLASSES = (1, 28, 28), 10
 
@@ -42,11 +46,12 @@ def median_seconds(run: Callable[[], object], repeats: int, device: torch.device
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--batches", type=int, nargs="*", default=[1, 4], help="inversion batch sizes (none: skip)")
     parser.add_argument("--iterations", type=int, default=None, help="optimiser steps (default: each attack's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dp-images", type=int, default=600, help="examples of the DP-SGD client (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -78,6 +83,23 @@ def main() -> None:
             iterations = params.iterations  # type: ignore[attr-defined]
             print(f"{name:<22}{n:>6}{iterations:>12}{seconds:>18.3f}{seconds / iterations:>13.5f}"
                   f"{seconds / plain:>12.0f}")
+    if args.dp_images:
+        dp_sgd_round(model, args.dp_images, args.repeats, device)
+
+
+def dp_sgd_round(model: nn.Module, n: int, repeats: int, device: torch.device) -> None:
+    """Median seconds of one local round with and without DP-SGD on the same client data."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, *SHAPE), generator=generator, dtype=torch.uint8)
+    y = torch.randint(0, CLASSES, (n,), generator=generator)
+    cfg = ClientConfig(local_epochs=1, batch_size=32, lr=0.05, momentum=0.9)
+    dp = DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0)
+    plain = median_seconds(lambda: train_local(model, x, y, cfg, torch.Generator().manual_seed(1), device),
+                           repeats, device)
+    private = median_seconds(lambda: train_dp_sgd(model, x, y, cfg, dp, torch.Generator().manual_seed(1), device),
+                             repeats, device)
+    print(f"\nlocal round, {n} images, 1 epoch of batches of 32: plain {plain:.3f} s, DP-SGD {private:.3f} s, "
+          f"ratio {private / plain:.1f}")
 
 
 if __name__ == "__main__":

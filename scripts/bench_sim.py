@@ -34,7 +34,7 @@ def plain_loop(scenario_path: str, overrides: list[str], out: Path) -> None:
     from fedsec.client import LocalTrainer
     from fedsec.evaluation import Evaluator
     from fedsec.federated_data import federated_data
-    from fedsec.fl.server import sample_clients
+    from fedsec.sampling import sample_clients
     from fedsec.models import build_model
     from fedsec.params import load_vector, model_vector
     from fedsec.scenario import load_scenario

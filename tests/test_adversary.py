@@ -20,7 +20,7 @@ from fedsec.fl.protocol import (
     record_vector,
     vector_record,
 )
-from fedsec.fl.server import sample_clients
+from fedsec.sampling import sample_clients
 from fedsec.params import model_vector
 from fedsec.scenario import Scenario, load_scenario, parse_scenario
 

@@ -34,10 +34,12 @@ def test_summary_table_reads_run_directories(tmp_path: Path) -> None:
     run_dir.append_round({"round": 1, "ma": 0.7, "asr": 0.25})
     run_dir.append_round({"round": 2, "ma": 0.81234, "asr": 0.5})
     table = CliRunner().invoke(app, ["summary", str(run_dir.path)]).stdout.splitlines()
-    assert table[2].startswith(f"| {run_dir.path.name} | 2 | 81.23% | 90.00% | 50.00% | 60.00% | – | n/a |")
-    assert len(table) == 3  # one run: no table over seeds
+    assert table[0] == "Every run: attack none; defense fedavg; data –"
+    assert table[2].startswith("| run | rounds | MA (%) | best MA (%) | ASR (%) | peak ASR (%) | clean-model ASR (%) |")
+    assert table[4].startswith(f"| {run_dir.path.name} | 2 | 81.23 | 90.00 | 50.00 | 60.00 | – | – | n/a |")
+    assert len(table) == 5  # one run: no table over seeds
     at_one = CliRunner().invoke(app, ["summary", str(run_dir.path), "--at-round", "1"]).stdout
-    assert "| 1 | 70.00% | 70.00% | 25.00% | 25.00% |" in at_one  # best and peak up to round 1 only
+    assert "| 1 | 70.00 | 70.00 | 25.00 | 25.00 | – | – | n/a | n/a | – | 0 | 0.0 |" in at_one  # up to round 1 only
     assert CliRunner().invoke(app, ["summary", str(tmp_path)]).exit_code == 2
 
 
@@ -48,40 +50,43 @@ def test_summary_gathers_seeds_of_one_scenario_with_intervals(tmp_path: Path) ->
     assert "| demo | 3 | 20.0 ± 24.8 |" in table
 
 
-def test_methods_lists_every_registered_method_by_family() -> None:
-    from fedsec.cli import _families
+def test_list_shows_every_registered_method_by_family() -> None:
+    from fedsec.catalogue import families
 
-    result = CliRunner().invoke(app, ["methods"])
+    result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0, result.output
+    assert CliRunner().invoke(app, ["methods"]).stdout == result.stdout  # the old name is an alias
     lines = result.stdout.splitlines()
-    for registry, where in _families():
-        heading = lines.index(f"{registry.kind}s, in {where}:")
-        listed = [line.split()[0] for line in lines[heading + 1:heading + 1 + len(registry.names())]]
-        assert listed == registry.names()
-    assert ["flame", "Keep the largest HDBSCAN cluster of cosine distances, clip to the median norm, add noise."] \
-        in [line.split(maxsplit=1) for line in lines]
+    for family in families():
+        heading = lines.index(f"{family.title}, in {family.where}:")
+        listed = [line.split()[0] for line in lines[heading + 1:heading + 1 + len(family.registry.names())]]
+        assert listed == family.registry.names()
+    flame = next(line for line in lines if line.split()[:1] == ["flame"])
+    assert "Nguyen et al., USENIX Security 2022" in flame
+    assert flame.endswith("Keep the largest HDBSCAN cluster of cosine distances, clip to the median norm, add noise.")
 
 
-def test_methods_name_prints_the_parameters_of_every_method_so_named() -> None:
+def test_describe_prints_the_parameters_of_every_method_so_named() -> None:
     from fedsec.defenses import DEFENSES
 
-    lines = CliRunner().invoke(app, ["methods", "flame"]).stdout.splitlines()
-    assert lines[0] == "flame: defense, in defenses"
-    rows = {line.split()[0]: line for line in lines[3:]}
+    lines = CliRunner().invoke(app, ["describe", "flame"]).stdout.splitlines()
+    assert lines[:2] == ["flame: defense, in defenses", "  paper: Nguyen et al., USENIX Security 2022"]
+    rows = {line.split()[0]: line for line in lines[4:]}
     assert set(rows) == set(DEFENSES.get("flame").Params.model_fields) - {"name"}
     noise = DEFENSES.get("flame").Params.model_fields["noise_lambda"]
     assert rows["noise_lambda"].split()[1:5] == ["float", "(>=", "0.0)", str(noise.default)]
     assert rows["noise_lambda"].endswith(noise.description)
     assert "models | updates   models" in rows["distance"]
-    both = CliRunner().invoke(app, ["methods", "restore"]).stdout  # an inspector and a repair
+    both = CliRunner().invoke(app, ["describe", "restore"]).stdout  # an inspector and a repair
     assert "restore: inspector, in inspection.methods" in both and "restore: repair, in inspection.repair" in both
-    assert "  no parameters" in CliRunner().invoke(app, ["methods", "digits"]).stdout
+    assert "  no parameters" in CliRunner().invoke(app, ["describe", "digits"]).stdout
+    assert CliRunner().invoke(app, ["methods", "flame"]).stdout == "\n".join(lines) + "\n"  # the alias
 
 
-def test_methods_with_an_unknown_name_suggests_the_closest() -> None:
-    result = CliRunner().invoke(app, ["methods", "flme"])
+def test_describe_with_an_unknown_name_suggests_the_closest() -> None:
+    result = CliRunner().invoke(app, ["describe", "flme"])
     assert result.exit_code == 2
-    assert result.stderr == "flme: no such method (did you mean flame?); `fedsec methods` lists them\n"
+    assert result.stderr == "flme: no such method (did you mean flame?); `fedsec list` lists them\n"
 
 
 def test_run_warns_about_a_degenerate_attack_and_still_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

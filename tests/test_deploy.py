@@ -77,9 +77,9 @@ def assert_complete_run(tmp_path: Path, rounds: int, result: dict) -> None:
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
-def test_three_supernodes_run_three_rounds_and_leave_nothing(tmp_path: Path) -> None:
-    result = deploy(tmp_path, 3, [], free_port())
-    assert_complete_run(tmp_path, 3, result)
+def test_three_supernodes_run_two_rounds_and_leave_nothing(tmp_path: Path) -> None:
+    result = deploy(tmp_path, 2, [], free_port())
+    assert_complete_run(tmp_path, 2, result)
 
 
 @pytest.mark.skipif(shutil.which("ss") is None or shutil.which("openssl") is None
@@ -90,8 +90,8 @@ def test_tls_and_node_authentication(tmp_path: Path) -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     port = free_port()
-    result = deploy(tmp_path, 2, ["--tls", str(certs), "--auth"], port, ca=certs / "ca.crt")
-    assert_complete_run(tmp_path, 2, result)
+    result = deploy(tmp_path, 1, ["--tls", str(certs), "--auth"], port, ca=certs / "ca.crt")
+    assert_complete_run(tmp_path, 1, result)
     assert result["certificate"] is not None, "the SuperLink did not complete a TLS handshake"
     assert ("IP Address", "127.0.0.1") in result["certificate"]["subjectAltName"]
 

@@ -1,21 +1,21 @@
-"""Hostile and careless inputs through the real command line (``python -m fedsec``, one process per
-command): each is refused with exit code 2 and one line per problem on stderr, naming the field or
-the file, without a traceback, without writing anything, and a planted pickle never runs.
+"""Hostile and careless inputs through the real command line, one process per command: each is
+refused with exit code 2 and one line per problem on stderr, naming the field or the file, without
+a traceback, without writing anything, and a planted pickle never runs.
 
 Scenario files (the corpus in tests/scenarios_bad, plus files too large or too binary to keep there)
-go through one ``fedsec validate`` call, which reports every file on lines of its own; every other
-case is a command of its own, run two at a time. A new case is one entry in GENERATED_SCENARIOS or
-COMMANDS.
+go through one ``python -m fedsec validate`` call, which reports every file on lines of its own;
+every other case is a command of its own, a process forked from a pre-loaded driver
+(tests/command_driver.py), two at a time. A new case is one entry in GENERATED_SCENARIOS or COMMANDS.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from fedsec.watermark.owner import WatermarkOwner, template_model
 
 BAD = Path(__file__).parent / "scenarios_bad"
 TIMEOUT_S = 300  # one command, on a loaded 2-core machine; a refusal takes a few seconds
-WORKERS = 2
+DRIVER = Path(__file__).parent / "command_driver.py"
 MARKER = "planted-code-ran"  # the file a planted pickle creates when it is unpickled
 GPU = torch.cuda.is_available()
 
@@ -64,19 +64,43 @@ def tree(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in folder.rglob("*")}
 
 
-def fedsec(folder: Path, args: list[str]) -> Outcome:
-    """``python -m fedsec ARGS`` with its working directory and HOME in empty folders under ``folder``;
-    ``changed`` lists what it created, changed or removed anywhere under ``folder``."""
+def prepare(folder: Path) -> tuple[Path, dict[str, str]]:
+    """Empty working directory and HOME under ``folder``: the directory and the environment."""
     work, home = folder / "work", folder / "home"
     work.mkdir()
     home.mkdir()
+    return work, {**os.environ, "HOME": str(home), "FEDSEC_CACHE": str(home / "cache"), "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def changes(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> set[str]:
+    return {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
+
+
+def fedsec(folder: Path, args: list[str]) -> Outcome:
+    """``python -m fedsec ARGS`` with its working directory and HOME in empty folders under ``folder``;
+    ``changed`` lists what it created, changed or removed anywhere under ``folder``."""
+    work, env = prepare(folder)
     before = tree(folder)
-    env = {**os.environ, "HOME": str(home), "FEDSEC_CACHE": str(home / "cache"), "RAY_USAGE_STATS_ENABLED": "0"}
     done = subprocess.run([sys.executable, "-m", "fedsec", *args], cwd=work, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT_S)
-    after = tree(folder)
-    return Outcome(done.returncode, done.stdout, done.stderr,
-                   {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)})
+    return Outcome(done.returncode, done.stdout, done.stderr, changes(before, tree(folder)))
+
+
+def fedsec_forked(jobs: list[tuple[str, Path, list[str]]], output: Path) -> dict[str, Outcome]:
+    """Each job (id, folder, args) as :func:`fedsec` does it, in processes forked from one
+    pre-loaded driver; stdout and stderr go to files under ``output`` (outside the folders)."""
+    requests, befores = [], {}
+    for job_id, folder, args in jobs:
+        work, env = prepare(folder)
+        befores[job_id] = tree(folder)
+        requests.append({"id": job_id, "args": args, "cwd": str(work), "env": env,
+                         "stdout": str(output / f"{job_id}.out"), "stderr": str(output / f"{job_id}.err")})
+    done = subprocess.run([sys.executable, str(DRIVER)], input="".join(json.dumps(r) + "\n" for r in requests),
+                          capture_output=True, text=True, timeout=TIMEOUT_S * 2, check=True)
+    codes = dict(line.split() for line in done.stdout.splitlines())
+    return {job_id: Outcome(int(codes[job_id]), (output / f"{job_id}.out").read_text(),
+                            (output / f"{job_id}.err").read_text(), changes(befores[job_id], tree(folder)))
+            for job_id, folder, _ in jobs}
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -303,15 +327,14 @@ def watermarked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory, watermarked_run: Path) -> dict[str, tuple[Path, Outcome]]:
-    """Every command case that is not skipped, run WORKERS at a time: case id -> (its folder, outcome)."""
+    """Every command case that is not skipped: case id -> (its folder, outcome)."""
     jobs = []
     for case in COMMANDS:
         if case.skip is None:
             folder = tmp_path_factory.mktemp(case.id)
             jobs.append((case.id, folder, case.make(folder / "in", watermarked_run)))
-    with ThreadPoolExecutor(WORKERS) as pool:
-        done = pool.map(lambda job: (job[0], (job[1], fedsec(job[1], job[2]))), jobs)
-        return dict(done)
+    done = fedsec_forked(jobs, tmp_path_factory.mktemp("outputs"))
+    return {job_id: (folder, done[job_id]) for job_id, folder, _ in jobs}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=pytest.mark.skipif(c.skip is not None,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "fedsec"
 LOWER_LAYERS = ("fedsec.crypto", "fedsec.defenses", "fedsec.attacks", "fedsec.watermark", "fedsec.data",
-                "fedsec.privacy", "fedsec.extraction", "fedsec.inspection", "fedsec.guards")
+                "fedsec.privacy", "fedsec.extraction", "fedsec.inspection", "fedsec.guards", "fedsec.sanitization",
+                "fedsec.tracking")
 UPPER = ("fedsec.fl", "fedsec.scenario")
 
 

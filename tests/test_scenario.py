@@ -156,7 +156,7 @@ def test_unknown_key_lists_the_keys_of_its_method_and_suggests_the_closest() -> 
     assert problem(defenses=[{"name": "fedavg"}, {"name": "flame", "max_norm": 1}]) == (
         "defenses.1.max_norm: unknown key; flame takes: distance, membership, noise_lambda")
     assert problem(round=3).startswith(
-        "round: unknown key (did you mean rounds?); the top level takes: attack, client, data, defenses,")
+        "round: unknown key (did you mean rounds?); the top level takes: attack, client, data, data_supply, defenses,")
     assert problem(data={"num_clients": 4, "partitioner": {"name": "dirichlet", "alfa": 1}}) == (
         "data.partitioner.alfa: unknown key (did you mean alpha?); dirichlet takes: alpha, min_partition_size, "
         "self_balancing")

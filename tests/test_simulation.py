@@ -33,7 +33,8 @@ SMALL = {
 
 
 def run_small(tmp_path: Path, **changes: object) -> tuple[RunDirectory, dict]:
-    scenario = parse_scenario({**SMALL, **changes, "output": {"dir": str(tmp_path)}})
+    output = {"dir": str(tmp_path), **changes.pop("output", {})}  # type: ignore[dict-item]
+    scenario = parse_scenario({**SMALL, **changes, "output": output})
     run_dir = RunDirectory.create(tmp_path, scenario.name)
     return run_dir, simulate(scenario, run_dir, show_progress=False)
 
@@ -41,7 +42,7 @@ def run_small(tmp_path: Path, **changes: object) -> tuple[RunDirectory, dict]:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[RunDirectory, dict]]:
     root = tmp_path_factory.mktemp("runs")
-    return [run_small(root), run_small(root)]
+    return [run_small(root, output={"trackers": [{"name": "tensorboard"}, {"name": "mlflow"}]}), run_small(root)]
 
 
 def test_run_directory_is_complete(two_runs: list[tuple[RunDirectory, dict]]) -> None:
@@ -60,6 +61,28 @@ def test_run_directory_is_complete(two_runs: list[tuple[RunDirectory, dict]]) ->
     assert sum(partitions["sizes"]) == 1437 and len(partitions["label_counts"]) == 6
     checkpoint = torch.load(run_dir.file(MODEL_FILE))
     assert checkpoint["model"] == "mlp" and checkpoint["dataset"] == "digits"
+
+
+def test_trackers_receive_every_round_the_parameters_and_the_plots(
+    two_runs: list[tuple[RunDirectory, dict]],
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fedsec.tracking.mlflow_tracker import STORE_DIR, mlflow_module, store_uri
+
+    run_dir = two_runs[0][0]
+    ma = [r["ma"] for r in run_dir.rounds()]
+    events = EventAccumulator(str(run_dir.file("tensorboard")))
+    events.Reload()
+    assert [s.value for s in events.Scalars("ma")] == pytest.approx(ma)
+    assert set(events.Tags()["images"]) == {"accuracy", "partitions"}
+    mlflow = mlflow_module()
+    mlflow.set_tracking_uri(store_uri(run_dir.file(STORE_DIR)))
+    runs = mlflow.search_runs(experiment_names=["small"])
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
+    assert runs.iloc[0]["params.data.dataset"] == "digits"
+    history = mlflow.MlflowClient().get_metric_history(runs.iloc[0]["run_id"], "ma")
+    assert [m.step for m in history] == [1, 2, 3] and [m.value for m in history] == pytest.approx(ma)
 
 
 def test_federation_learns(two_runs: list[tuple[RunDirectory, dict]]) -> None:

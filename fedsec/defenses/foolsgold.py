@@ -48,7 +48,7 @@ class FoolsGold(Defense):
 
     class Params(DefenseParams):
         kappa: float = Field(
-            1.0, gt=0.0, description="Confidence: slope of the logit mapping similarity to weight."
+            1.0, gt=0.0, description="Confidence: slope of the logit mapping similarity to weight (dimensionless)."
         )
 
     params: Params

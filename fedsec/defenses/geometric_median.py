@@ -30,7 +30,7 @@ class GeometricMedian(Defense):
             description="Smoothing: shorter distances count as eps (L2, update units).",
         )
         tolerance: float = Field(
-            1e-5, ge=0.0, description="Stop when the objective's relative improvement is below it."
+            1e-5, ge=0.0, description="Stop when the objective's relative improvement (dimensionless) is below it."
         )
 
     params: Params

@@ -65,10 +65,14 @@ def sweep(
         min=1, help="Cells run at once (default: 1 per 4 cores, at least 1).")] = None,
     dry_run: Annotated[bool, typer.Option(help="List the cells and their state; run nothing.")] = False,
     report: Annotated[bool, typer.Option(help="Write report.html when the sweep ends.")] = True,
+    reuse: Annotated[list[Path] | None, typer.Option(
+        help="Another sweep directory: its finished cells identical to a cell here (same scenario hash) are "
+        "copied instead of run (repeatable).")] = None,
 ) -> None:
-    """Run every combination of grid values (and seeds); finished cells are never run again."""
+    """Run every combination of grid values (and seeds); finished cells are never run again, and a
+    directory made from another grid is refused."""
     from fedsec.experiments.grid import set_path
-    from fedsec.experiments.sweep import default_jobs, plan, run_sweep, write_sweep_file
+    from fedsec.experiments.sweep import default_jobs, grid_problem, plan, reusable_cells, run_sweep, write_sweep_file
     from fedsec.experiments.table import CSV_FILE, MARKDOWN_FILE, write_tables
     from fedsec.scenario import read_yaml
 
@@ -79,34 +83,39 @@ def sweep(
             for key, value in spec.overrides:
                 set_path(base, key, value)
             out = Path(str((base.get("output") or {}).get("dir", "runs"))) / "sweeps" / spec.name
+        if problem := grid_problem(spec, out):
+            raise ScenarioError([problem])
         planned = plan(spec, out)
+        reused = reusable_cells(planned, reuse or [])
     except ScenarioError as exc:
         raise _fail(exc.lines) from None
     except ValueError as exc:  # a fixed override indexing past the end of a list
         raise _fail([str(exc)]) from None
 
     keys = [axis.key for axis in spec.axes]
-    todo = [p for p in planned if not p.finished]
+    todo = [p for p in planned if not p.finished and p.path not in reused]
     jobs = jobs or default_jobs()
-    typer.echo(f"sweep {spec.name}: {len(planned)} cells, {len(planned) - len(todo)} finished, "
-               f"{len(todo)} to run ({jobs} at a time) in {out}")
+    copied = f"{len(reused)} to copy from --reuse, " if reuse else ""
+    typer.echo(f"sweep {spec.name}: {len(planned)} cells, {len(planned) - len(todo) - len(reused)} finished, "
+               f"{copied}{len(todo)} to run ({jobs} at a time) in {out}")
     if dry_run:
         for p in planned:
-            typer.echo(f"  {'finished' if p.finished else 'to run  '}  {p.path.name}")
+            state = "finished" if p.finished else "reuse   " if p.path in reused else "to run  "
+            typer.echo(f"  {state}  {p.path.name}")
         return
 
     write_sweep_file(spec, out)
     done = [0]
 
     def progress(kind: str, p, seconds: float) -> None:  # noqa: ANN001
-        if kind == "start":
-            typer.echo(f"running {p.path.name}")
+        if kind in ("start", "reused"):
+            typer.echo(f"running {p.path.name}" if kind == "start" else f"copied {p.path.name} from {reused[p.path]}")
             return
         done[0] += 1
         state = f"done in {seconds:.1f} s" if kind == "done" else f"FAILED (see {p.path / 'run.log'})"
         typer.echo(f"[{done[0]}/{len(todo)}] {p.path.name}: {state}")
 
-    outcome = run_sweep(spec, planned, jobs=jobs, on_event=progress)
+    outcome = run_sweep(spec, planned, jobs=jobs, on_event=progress, reuse=reused)
     rows = write_tables(keys, planned, out)
     typer.echo((out / MARKDOWN_FILE).read_text(), nl=False)
     typer.echo(f"wrote {out / CSV_FILE} and {out / MARKDOWN_FILE}")
@@ -120,14 +129,18 @@ def sweep(
 
 
 def report(
-    path: Annotated[Path, typer.Argument(help="Run directory or sweep directory.")],
-    out: Annotated[Path | None, typer.Option(help="HTML file to write (default: PATH/report.html).")] = None,
+    paths: Annotated[list[Path], typer.Argument(help="Run directory or sweep directory; or several run directories "
+                                                     "to compare.")],
+    out: Annotated[Path | None, typer.Option(help="HTML file to write (default: PATH/report.html; several runs: "
+                                                  "report.html here).")] = None,
 ) -> None:
-    """A self-contained HTML report (plots embedded) of a run or a sweep."""
-    from fedsec.experiments.report import write_report
+    """A self-contained, interactive HTML report (works offline) of a run, a sweep, or several
+    runs overlaid."""
+    from fedsec.experiments.report import REPORT_FILE, write_report
 
+    first, *more = paths
     try:
-        typer.echo(f"wrote {write_report(path, out)}")
+        typer.echo(f"wrote {write_report(first, out or (Path(REPORT_FILE) if more else None), more)}")
     except (OSError, ValueError) as exc:  # a missing, corrupt or unwritable file, named in the message
         raise _fail([str(exc)]) from None
 
@@ -142,25 +155,53 @@ def _keys(option: str, text: str, grid: dict[str, list[str]]) -> list[str]:
     return keys
 
 
+GAME_AXES = ("fedsec game needs two sets of grid keys: --attacker KEYS, whose labels form the attacker's "
+             "strategies (e.g. attack, attack.fraction), and --defender KEYS, the defender's (e.g. defenses); "
+             "every other key that varies is fixed with --where key=label")
+
+
 def game(
     path: Annotated[Path, typer.Argument(help="Sweep directory.")],
-    attacker: Annotated[str, typer.Option(help="Grid key(s) forming the attacker's strategies, comma-separated.")],
-    defender: Annotated[str, typer.Option(help="Grid key(s) forming the defender's strategies, comma-separated.")],
+    attacker: Annotated[str | None, typer.Option(
+        help="Grid key(s) whose labels form the attacker's strategies (rows), comma-separated.")] = None,
+    defender: Annotated[str | None, typer.Option(
+        help="Grid key(s) whose labels form the defender's strategies (columns), comma-separated.")] = None,
     ma_min: Annotated[float, typer.Option(help="An attack pays only while the model's MA exceeds this (0..1).")] = 0.8,
     where: Annotated[list[str] | None, typer.Option(
         help="Keep only cells with this grid label: key=label (repeatable).")] = None,
+    poisoning_cost: Annotated[float, typer.Option(
+        help="Cost-aware game: the attacker's cost per unit of poisoning budget (share of clients malicious, "
+        "0..1), in utility units (1 = 100% ASR).")] = 0.0,
+    detection_cost: Annotated[float, typer.Option(
+        help="Cost-aware game: the attacker's cost per unit of detection recall (0..1), in utility units.")] = 0.0,
+    ma_cost: Annotated[float, typer.Option(
+        help="Cost-aware game: the defender's cost per unit of MA lost below the best MA of the matrix (0..1), "
+        "in utility units.")] = 0.0,
+    compute_cost: Annotated[float, typer.Option(
+        help="Cost-aware game: the defender's cost per second of aggregation time over the run, in utility "
+        "units.")] = 0.0,
 ) -> None:
-    """Zero-sum attacker/defender game: payoff ASR x 1[MA > MA_min] averaged over seeds, mixed
-    Nash equilibrium by linear programming; saves game.json in the sweep directory."""
-    from fedsec.experiments.game import payoff_matrix, solve_zero_sum
-    from fedsec.experiments.report import GAME_FILE, read_sweep_results
+    """Zero-sum attacker/defender game: payoff ASR x 1[MA > MA_min] averaged over seeds (less the
+    attacker's costs, plus the defender's, in the cost-aware game), mixed Nash equilibrium by linear
+    programming; saves game-<axes>.json in the sweep directory."""
+    import math
+
+    from fedsec.experiments.game import TERMS, Costs, game_file, payoff_matrix, solve_zero_sum
+    from fedsec.experiments.report import read_sweep_results
     from fedsec.results import write_atomic
 
     if not 0 <= ma_min <= 1:  # also refuses nan
         percent = f" (write {ma_min / 100:g} for {ma_min:g}%)" if 1 < ma_min <= 100 else ""
         raise _fail([f"--ma-min {ma_min:g}: expected an accuracy between 0 and 1{percent}"])
+    costs = Costs(poisoning_cost, detection_cost, ma_cost, compute_cost)
+    for option, value in (("poisoning-cost", poisoning_cost), ("detection-cost", detection_cost),
+                          ("ma-cost", ma_cost), ("compute-cost", compute_cost)):
+        if not (math.isfinite(value) and value >= 0):
+            raise _fail([f"--{option} {value:g}: expected a cost of 0 or more (utility units)"])
     try:
         results = read_sweep_results(path)
+        if attacker is None or defender is None:
+            raise ScenarioError([f"{GAME_AXES} (this sweep's grid keys: {', '.join(results.grid)})"])
         attacker_keys = _keys("attacker", attacker, results.grid)
         defender_keys = _keys("defender", defender, results.grid)
         rows = results.rows
@@ -174,20 +215,28 @@ def game(
         if varying:
             raise ScenarioError([f"grid keys {varying} vary but belong to neither player: add them to --attacker "
                                  "or --defender, or fix them with --where key=label"])
-        matrix = payoff_matrix(rows, attacker_keys, defender_keys, ma_min)
+        matrix = payoff_matrix(rows, attacker_keys, defender_keys, ma_min, costs)
     except (FileNotFoundError, ValueError) as exc:
         raise _fail([str(exc)]) from None
     except ScenarioError as exc:
         raise _fail(exc.lines) from None
 
-    if not matrix.payoff.any():
+    payoff = matrix.payoff
+    if not payoff.any():
         typer.echo(f"warning: every payoff is 0 (no cell has an ASR above 0 with MA above {ma_min:g}), so every "
                    "strategy is optimal and the mixed strategies below mean nothing", err=True)
-    equilibrium = solve_zero_sum(matrix.payoff)
-    typer.echo(f"payoff: attacker utility ASR x 1[MA > {ma_min}] (%), mean over seeds")
+    elif payoff.max() - payoff.min() < 1e-12:
+        typer.echo(f"warning: every payoff is {100 * payoff.flat[0]:.1f} %, a tie: every strategy is optimal and "
+                   "the mixed strategies below mean nothing", err=True)
+    equilibrium = solve_zero_sum(payoff)
+    formula = f"ASR x 1[MA > {ma_min:g}]"
+    if costs.any:
+        formula += (f" - {poisoning_cost:g} x budget - {detection_cost:g} x recall + {ma_cost:g} x MA lost below "
+                    f"{100 * (matrix.best_ma or 0):.1f} % + {compute_cost:g} x aggregation s")
+    typer.echo(f"payoff (%): attacker utility {formula}, mean over seeds")
     width = max(len(a) for a in matrix.attacker_labels)
     typer.echo(" " * width + " | " + " | ".join(matrix.defender_labels))
-    for label, values in zip(matrix.attacker_labels, matrix.payoff, strict=True):
+    for label, values in zip(matrix.attacker_labels, payoff, strict=True):
         typer.echo(f"{label:<{width}} | " + " | ".join(f"{100 * v:.1f}" for v in values))
     typer.echo(f"attacker ({','.join(attacker_keys)}) mixed strategy:")
     for label, p in zip(matrix.attacker_labels, equilibrium.row, strict=True):
@@ -195,13 +244,19 @@ def game(
     typer.echo(f"defender ({','.join(defender_keys)}) mixed strategy:")
     for label, p in zip(matrix.defender_labels, equilibrium.column, strict=True):
         typer.echo(f"  {p:.3f}  {label}")
-    typer.echo(f"game value (attacker's expected utility): {equilibrium.value:.4f}")
+    typer.echo(f"game value (attacker's expected utility): {equilibrium.value:.4f} ({100 * equilibrium.value:.1f} %)")
     document = {
         "attacker_keys": attacker_keys, "defender_keys": defender_keys, "ma_min": ma_min, "where": where or [],
+        "costs": {"poisoning": poisoning_cost, "detection": detection_cost, "lost_ma": ma_cost,
+                  "compute": compute_cost},
+        "units": "utilities, payoffs and terms are fractions (1 = 100% ASR); costs in utility units per unit",
+        "best_ma": matrix.best_ma,
         "attacker_labels": matrix.attacker_labels, "defender_labels": matrix.defender_labels,
-        "payoff": matrix.payoff.tolist(), "runs": matrix.runs.astype(int).tolist(),
+        "payoff": payoff.tolist(), "terms": {term: matrix.terms[term].tolist() for term in TERMS},
+        "runs": matrix.runs.astype(int).tolist(),
         "attacker_strategy": equilibrium.row.tolist(), "defender_strategy": equilibrium.column.tolist(),
         "value": equilibrium.value,
     }
-    write_atomic(path / GAME_FILE, json.dumps(document, indent=2) + "\n")
-    typer.echo(f"wrote {path / GAME_FILE} (fedsec report {path} shows it)")
+    target = path / game_file(attacker_keys, defender_keys, where or [])
+    write_atomic(target, json.dumps(document, indent=2) + "\n")
+    typer.echo(f"wrote {target}")

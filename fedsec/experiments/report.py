@@ -1,14 +1,15 @@
-"""A self-contained HTML report of a run directory or a sweep directory.
+"""A self-contained, interactive HTML report of a run directory, several run directories, or a
+sweep directory.
 
-The page has no external reference: styles are inline and every plot is a PNG embedded as a
-``data:`` URL, so the file can be mailed, archived or opened offline.
+Curves, bars and heat-maps are Plotly charts (hover, zoom, legend entries that hide and show a
+series) drawn from JSON specs embedded in the page with the Plotly library itself, so the file
+opens offline (see :mod:`fedsec.experiments.page`). A section appears only when the run has
+its data: no detection section without attackers, no watermark curve without a watermark.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, NonNegativeInt, ValidationError, model_validator
 
-from fedsec.experiments import figures
+from fedsec.experiments import charts
+from fedsec.experiments.page import Cell, chart, page, table
+from fedsec.experiments.page import charts as side_by_side
 from fedsec.experiments.sweep import SWEEP_FILE
 from fedsec.experiments.table import (
     CAPTION,
@@ -35,49 +38,26 @@ from fedsec.experiments.table import (
     metric_columns,
     read_sweep,
 )
-from fedsec.results import METRICS_FILE, PARTITIONS_FILE, SCENARIO_FILE, SUMMARY_FILE, RunDirectory, write_atomic
+from fedsec.results import (
+    CLIENTS_FILE,
+    METRICS_FILE,
+    PARTITIONS_FILE,
+    SCENARIO_FILE,
+    SUMMARY_FILE,
+    RunDirectory,
+    read_jsonl,
+    write_atomic,
+)
 from fedsec.scenario import ScenarioError, read_yaml, validation_lines
 
 REPORT_FILE = "report.html"
-GAME_FILE = "game.json"
+GAME_FILES = "game*.json"
+"""What ``fedsec game`` writes in a sweep directory, one file per analysis."""
 # Per-round second counters that are phases of the round (round_s is their total, client_train_s
 # a per-client mean, both shown elsewhere).
 NOT_PHASES = {"round_s", "client_train_s"}
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f3f3f3; } td.text, th.text { text-align: left; }
-img { max-width: 100%; display: block; margin: 0.6em 0; }
-code { background: #f3f3f3; padding: 0 0.2em; }
-.figures { display: flex; flex-wrap: wrap; gap: 0.5em; } .figures img { max-width: 540px; }
-"""
-
-
-def image(png: bytes, alt: str) -> str:
-    """An <img> carrying the PNG itself."""
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: int = 1) -> str:
-    """An HTML table; the first ``text_columns`` columns are left-aligned."""
-    def cell(tag: str, i: int, value: Any) -> str:
-        css = ' class="text"' if i < text_columns else ""
-        return f"<{tag}{css}>{html.escape(str(value))}</{tag}>"
-
-    head = "".join(cell("th", i, h) for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def page(title: str, sections: list[tuple[str, str]]) -> str:
-    """A whole HTML document: a title and (heading, HTML body) sections."""
-    parts = [f"<h2>{html.escape(heading)}</h2>\n{body}" for heading, body in sections if body]
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style></head>\n<body><h1>{html.escape(title)}</h1>\n" + "\n".join(parts)
-            + "\n</body></html>\n")
+ATTACK_KEYS = {"asr", "max_asr", "durability", "malicious_share", "malicious_share_rounds", *DETECTION_RATES}
+"""Summary keys about attackers: left out of the report of a run without any."""
 
 
 # -- reading: every file is checked before anything is drawn; ValueError names the file ----------
@@ -206,6 +186,7 @@ class _Game(BaseModel):
     defender_strategy: list[float]
     ma_min: float
     value: float
+    costs: dict[str, float] | None = None
 
     @model_validator(mode="after")
     def _shapes(self) -> Self:
@@ -246,17 +227,68 @@ def _row_problem(row: dict[str, Any], grid: dict[str, list[str]]) -> str | None:
     return f"{wrong[0]} is not a number" if wrong else None
 
 
+class _ClientRecord(BaseModel):
+    """What the report reads of a clients.jsonl line."""
+
+    round: int
+    client: int
+    role: str | None = None
+    accepted: bool | None = None
+    scores: dict[str, float | None] | None = None
+    train_loss: float | None = None
+    failure: str | None = None
+
+
+def read_clients(run: RunDirectory) -> list[dict[str, Any]]:
+    """The run's per-client records (none when clients.jsonl is absent)."""
+    path = run.file(CLIENTS_FILE)
+    try:
+        records = read_jsonl(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: not JSON lines ({' '.join(str(exc).split()) or type(exc).__name__})") from None
+    checked = []
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: record {number}: not a JSON object")
+        try:
+            checked.append(_ClientRecord.model_validate(record).model_dump())
+        except ValidationError as exc:
+            raise ValueError(f"{path}: record {number}: {validation_lines(exc)[0]}") from None
+    return checked
+
+
 def _series(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
-    return [(r["round"], float(r[key])) for r in records
-            if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+    return [(r["round"], float(r[key])) for r in records if _is_number(r.get(key))]
 
 
-def _fmt(value: Any, key: str) -> str:
-    if isinstance(value, float):
-        return f"{100 * value:.2f} %" if key in RATES else f"{value:.4g}"
+# -- humanised values: rates in %, bytes in MB, seconds in s --------------------------------------
+
+def quantity(value: Any, key: str) -> Cell:
+    """A summary or record value as people read it, sorted by the raw number: a rate in %, a
+    byte count in MB, a duration in s; "n/a" for a detection rate of a defense that never rejects."""
     if value is None:
-        return "n/a" if key in DETECTION_RATES else "–"
-    return str(value)
+        return Cell("n/a" if key in DETECTION_RATES else "–")
+    if not _is_number(value):
+        return Cell(str(value))
+    if key in RATES:
+        return Cell(f"{100 * value:.2f} %", value)
+    if key.startswith("bytes_"):
+        return Cell(f"{value / 1e6:.2f} MB", value)
+    if key.endswith("_s"):
+        return Cell(f"{value:.2f} s", value)
+    return Cell(f"{value:.4g}" if isinstance(value, float) else str(value), value)
+
+
+def key_name(key: str) -> str:
+    """A summary key as a label: "traffic down", "train time", "malicious share"."""
+    if key.startswith("bytes_"):
+        return f"traffic {key.removeprefix('bytes_')}"
+    if key.endswith("_s"):
+        return f"{key.removesuffix('_s').replace('_', ' ')} time"
+    return {"ma": "MA", "best_ma": "best MA", "asr": "ASR", "max_asr": "peak ASR", "fpr": "FPR"}.get(
+        key, key.replace("_", " "))
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -282,60 +314,114 @@ def _scenario_lines(scenario: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def has_attackers(scenario: dict[str, Any], records: list[dict[str, Any]], summary: dict[str, Any]) -> bool:
+    """Whether anything in the run could be detected: an attack in its scenario, or a round
+    with a malicious client (a true positive or a false negative), or an ASR measured."""
+    attack = scenario.get("attack") or {}
+    if attack.get("data") or attack.get("model"):
+        return True
+    return any((r.get("tp") or 0) + (r.get("fn") or 0) > 0 or r.get("asr") is not None for r in records) \
+        or summary.get("asr") is not None
+
+
+def _summary_table(summary: dict[str, Any], attacked: bool) -> str:
+    rows = [(key_name(k), quantity(v, k)) for k, v in summary.items() if k != "name"
+            and (attacked or k not in ATTACK_KEYS)]
+    if not attacked and _is_number(summary.get("fpr")):
+        rows.append(("honest updates rejected", quantity(summary["fpr"], "fpr")))
+    return table(["metric", "value"], rows)
+
+
 def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
-    """Sections of a run's report: setting, summary, accuracy and watermark curves, detection,
-    partitions, costs."""
+    """Sections of a run's report: setting, summary, accuracy and watermark curves, detection
+    (only with attackers), per-client table, partitions, costs."""
     records = read_rounds(run)
     summary = read_json(run.file(SUMMARY_FILE)) if run.file(SUMMARY_FILE).exists() else {}
     scenario = read_run_scenario(run) if run.file(SCENARIO_FILE).exists() else {}
     partitions = run.file(PARTITIONS_FILE)
     label_counts = _checked(_Partitions, read_json(partitions), partitions)["label_counts"] \
         if partitions.exists() else []
+    clients = read_clients(run)
+    attacked = has_attackers(scenario, records, summary)
     sections: list[tuple[str, str]] = []
     if scenario:
         sections.append(("Scenario", table(["", ""], _scenario_lines(scenario), text_columns=2)))
     if summary:
-        sections.append(("Summary", table(["metric", "value"], [(k, _fmt(v, k)) for k, v in summary.items()])))
+        sections.append(("Summary", _summary_table(summary, attacked)))
     elif records:
         sections.append(("Summary", f"<p>Unfinished run: {len(records)} rounds recorded.</p>"))
     if not records:
         return sections
-
-    keys = sorted({k for r in records for k in r if k.startswith(WATERMARK_PREFIX)})
-    rate_keys = [k for k in keys if all(0 <= v <= 1 for _, v in _series(records, k))]
-    curves = {label: _series(records, key) for key, label in
-              [("ma", "MA"), ("asr", "ASR"), *((k, k) for k in rate_keys)]}
-    figs = [image(figures.curves(curves, "Accuracy per round"), "accuracy per round")]
-    other = {k: _series(records, k) for k in keys if k not in rate_keys}
-    if any(other.values()):
-        figs.append(image(figures.curves(other, "Watermark statistics", ylabel="value", percent=False),
-                          "watermark statistics per round"))
-    sections.append(("Accuracy and watermark", '<div class="figures">' + "".join(figs) + "</div>"))
-
-    sections.append(("Detection", _detection(records)))
-
+    sections.append(("Accuracy and watermark", _accuracy(records, attacked)))
+    if attacked:
+        sections.append(("Detection", _detection(records)))
+    sections.append(("Clients", _clients(clients)))
     if label_counts:
-        sections.append(("Partitions", image(figures.label_histogram(label_counts), "label histogram per client")))
+        sections.append(("Partitions", chart(charts.label_histogram(range(len(label_counts)), label_counts),
+                                             "label histogram per client")))
     sections.append(("Costs", _costs(records)))
     return sections
 
 
+def _accuracy(records: list[dict[str, Any]], attacked: bool) -> str:
+    """MA (and ASR with attackers) and the watermark's rates per round; other watermark
+    statistics (bits, p-values' logs) on a chart of their own."""
+    keys = sorted({k for r in records for k in r if k.startswith(WATERMARK_PREFIX)})
+    rate_keys = [k for k in keys if all(0 <= v <= 1 for _, v in _series(records, k))]
+    curves = {label: _series(records, key) for key, label in
+              [("ma", "MA"), *((("asr", "ASR"),) if attacked else ()), *((k, k) for k in rate_keys)]}
+    parts = [chart(charts.curves(curves, "Accuracy per round"), "accuracy per round")]
+    other = {k: _series(records, k) for k in keys if k not in rate_keys}
+    if any(other.values()):
+        parts.append(chart(charts.curves(other, "Watermark statistics", y_title="value", percent=False),
+                           "watermark statistics per round"))
+    return side_by_side(*parts)
+
+
 def _detection(records: list[dict[str, Any]]) -> str:
     """Detection rates and counts when the defense may reject (else "n/a"), and the malicious share."""
-    body = ""
+    parts, body = [], ""
     if any(r.get("tp") is not None for r in records):
-        detection = {name: _series(records, key) for key, name in
-                     (("precision", "precision"), ("recall", "recall (TPR)"), ("fpr", "FPR"))}
-        body += image(figures.curves(detection, "Detection per round"), "detection rates per round")
-        body += table(["count (all rounds)", "clients"],
-                      [[k, sum(int(r.get(k) or 0) for r in records)] for k in ("tp", "fp", "fn", "tn")])
+        rates = {name: _series(records, key) for key, name in
+                 (("precision", "precision"), ("recall", "recall (TPR)"), ("fpr", "FPR"))}
+        parts.append(chart(charts.curves(rates, "Detection per round"), "detection rates per round"))
+        body = table(["count (all rounds)", "clients"],
+                     [[k, sum(int(r.get(k) or 0) for r in records)] for k in ("tp", "fp", "fn", "tn")])
     else:
-        body += "<p>Detection rates: n/a (the defense never rejects an update).</p>"
+        body = "<p>Detection rates: n/a (the defense never rejects an update).</p>"
     share = _series(records, "malicious_share")
     if share:
-        body += image(figures.curves({"malicious share": share}, "Share of the aggregate from attackers"),
-                      "malicious share per round")
-    return body
+        parts.append(chart(charts.curves({"malicious share": share}, "Share of the aggregate from attackers"),
+                           "malicious share per round"))
+    return side_by_side(*parts) + body
+
+
+def _clients(records: list[dict[str, Any]]) -> str:
+    """One sortable row per client: role, rounds it was sampled in, updates accepted, mean
+    defense score per stage, mean training loss, failures."""
+    if not records:
+        return ""
+    stages = sorted({s for r in records for s in (r.get("scores") or {})})
+    by_client: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        by_client.setdefault(record["client"], []).append(record)
+    rows = []
+    for client, own in sorted(by_client.items()):
+        roles = sorted({r["role"] for r in own if r.get("role")})
+        decided = [r["accepted"] for r in own if r.get("accepted") is not None]
+        losses = [r["train_loss"] for r in own if r.get("train_loss") is not None]
+        row: list[Any] = [client, "/".join(roles) or "–", len(own),
+                          Cell(f"{sum(decided)}/{len(decided)}", sum(decided) / len(decided)) if decided else "–"]
+        for stage in stages:
+            scores = [r["scores"][stage] for r in own if (r.get("scores") or {}).get(stage) is not None]
+            row.append(Cell(f"{np.mean(scores):.4g}", float(np.mean(scores))) if scores else "–")
+        row.append(Cell(f"{np.mean(losses):.4f}", float(np.mean(losses))) if losses else "–")
+        row.append(sum(1 for r in own if r.get("failure")))
+        rows.append(row)
+    header = ["client", "role", "rounds", "accepted", *(f"score: {s}" for s in stages), "train loss", "failures"]
+    return (table(header, rows, text_columns=2, sortable=True)
+            + '<p class="note">Click a column header to sort. Scores: mean over the rounds a client was '
+              "scored in (each defense stage's own scale).</p>")
 
 
 def _costs(records: list[dict[str, Any]]) -> str:
@@ -343,16 +429,47 @@ def _costs(records: list[dict[str, Any]]) -> str:
     phases = sorted({k for r in records for k in r if k.endswith("_s") and k not in NOT_PHASES})
     seconds = {k.removesuffix("_s"): [float(r.get(k) or 0.0) for r in records] for k in phases}
     megabytes = {k.removeprefix("bytes_"): [(r.get(k) or 0) / 1e6 for r in records] for k in ("bytes_down", "bytes_up")}
-    figs = image(figures.stacked_bars(rounds, seconds, "Seconds per round by phase", "s"), "seconds per phase")
-    figs += image(figures.stacked_bars(rounds, megabytes, "Traffic per round", "MB"), "megabytes per round")
-    totals = [[name, f"{sum(values):.2f}"] for name, values in seconds.items()]
-    totals += [[f"traffic {name} (MB)", f"{sum(values):.2f}"] for name, values in megabytes.items()]
-    return '<div class="figures">' + figs + "</div>" + table(["phase", "total (s)"], totals)
+    parts = side_by_side(
+        chart(charts.stacked_bars(rounds, seconds, "Seconds per round by phase", "s"), "seconds per phase"),
+        chart(charts.stacked_bars(rounds, megabytes, "Traffic per round", "MB"), "megabytes per round"))
+    totals = [[name, Cell(f"{sum(values):.2f} s", sum(values))] for name, values in seconds.items()]
+    totals += [[f"traffic {name}", Cell(f"{sum(values):.2f} MB", sum(values))] for name, values in megabytes.items()]
+    return parts + table(["phase", "total"], totals)
 
 
 def run_report(path: Path) -> str:
     """The HTML report of one run directory."""
     return page(f"Run {path.name}", run_sections(RunDirectory(path)))
+
+
+# -- several runs -------------------------------------------------------------------------------
+
+COMPARED = (("ma", "MA"), ("asr", "ASR"), ("malicious_share", "malicious share"), ("recall", "recall (TPR)"),
+            ("fpr", "FPR"))
+
+
+def comparison_report(paths: Sequence[Path]) -> str:
+    """The HTML report of several run directories: their summaries side by side (sortable) and
+    every per-round curve with one line per run (a legend click hides or shows a run)."""
+    runs = {}
+    for path in paths:
+        run = RunDirectory(path)
+        summary = read_json(run.file(SUMMARY_FILE)) if run.file(SUMMARY_FILE).exists() else {}
+        runs[path.name] = (summary, read_rounds(run))
+    keys = list(dict.fromkeys(k for summary, _ in runs.values() for k in summary if k != "name"))
+    rows = [[name, *(quantity(summary.get(k), k) for k in keys)] for name, (summary, _) in runs.items()]
+    sections = [("Summary", table(["run", *(key_name(k) for k in keys)], rows, sortable=True))]
+    parts = []
+    for key, name in COMPARED:
+        series = {run: _series(records, key) for run, (_, records) in runs.items()}
+        if any(series.values()):
+            parts.append(chart(charts.curves(series, f"{name} per round"), f"{name} per round"))
+    seconds = {run: _series(records, "round_s") for run, (_, records) in runs.items()}
+    if any(seconds.values()):
+        parts.append(chart(charts.curves(seconds, "Seconds per round", y_title="s", percent=False),
+                           "seconds per round"))
+    sections.append(("Per round", side_by_side(*parts)))
+    return page(f"{len(runs)} runs", sections)
 
 
 # -- a sweep ------------------------------------------------------------------------------------
@@ -374,7 +491,7 @@ def mean_matrix(results: SweepResults, metric: str, row_key: str, column_key: st
     sums, counts = np.zeros((len(rows), len(columns))), np.zeros((len(rows), len(columns)))
     for row in results.rows:
         value = row.get(metric)
-        if row.get("status") != "finished" or not isinstance(value, (int, float)) or isinstance(value, bool):
+        if row.get("status") != "finished" or not _is_number(value):
             continue
         i, j = rows.index(row[row_key]), columns.index(row[column_key]) if column_key else 0
         sums[i, j] += value
@@ -383,8 +500,14 @@ def mean_matrix(results: SweepResults, metric: str, row_key: str, column_key: st
         return sums / counts
 
 
+def _sweep_value(values: list[Any], key: str) -> Cell:
+    """``mean ± 95% CI`` over seeds (as in sweep.md), sorted by the mean."""
+    numbers = [float(v) for v in values if _is_number(v)]
+    return Cell(format_values(values, key), float(np.mean(numbers)) if numbers else None)
+
+
 def sweep_sections(results: SweepResults) -> list[tuple[str, str]]:
-    """Sections of a sweep's report: setting, table, heatmaps, curves per grid combination."""
+    """Sections of a sweep's report: setting, table, heatmaps, curves per grid combination, game."""
     keys = results.keys
     doc = results.document
     setting = [["base scenario", doc.get("base")], ["seeds", doc.get("seeds") or "scenario's own"]]
@@ -395,31 +518,36 @@ def sweep_sections(results: SweepResults) -> list[tuple[str, str]]:
     columns = metric_columns(results.rows)
     groups = group_rows(results.rows, keys)
     header = [*keys, "seeds", *(SHOWN.get(c, c) + (" (%)" if c in RATES else "") for c in columns)]
-    lines = [[*labels, len(g), *(format_values([r.get(c) for r in g], c) for c in columns)]
+    lines = [[*labels, len(g), *(_sweep_value([r.get(c) for r in g], c) for c in columns)]
              for labels, g in groups.items()]
     missing = sum(1 for r in results.rows if r.get("status") != "finished")
     note = f"<p>{missing} cells have not finished.</p>" if missing else ""
-    caption = f"<p>{html.escape(CAPTION)}</p>"
     sections.append(("Results (mean ± 95% CI over seeds)",
-                     table(header, lines, text_columns=len(keys)) + caption + note))
+                     table(header, lines, text_columns=len(keys), sortable=True)
+                     + f'<p class="note">{CAPTION} Click a column header to sort.</p>' + note))
+    sections.append(("Heatmaps", _heatmaps(results, columns)))
+    sections.append(("Per round", _sweep_curves(results, groups)))
+    for game in sorted(results.path.glob(GAME_FILES)):
+        sections.append((f"Game ({game.stem.removeprefix('game').strip('-') or 'attacker vs defender'})",
+                         _game_section(_checked(_Game, read_json(game), game))))
+    return sections
 
-    row_key, column_key = heatmap_axes(keys)
-    heatmaps = []
+
+def _heatmaps(results: SweepResults, columns: list[str]) -> str:
+    """Mean over seeds of each metric per (attack-like label, defense-like label)."""
+    row_key, column_key = heatmap_axes(results.keys)
+    columns_of_map = results.grid[column_key] if column_key else [""]
+    parts = []
     for metric in ["ma", "asr", "recall", "fpr", "malicious_share",
                    *(c for c in columns if c.startswith(WATERMARK_PREFIX))]:
         matrix = mean_matrix(results, metric, row_key, column_key)
         if np.isfinite(matrix).any():
             percent = metric in RATES or bool(np.nanmax(np.abs(matrix)) <= 1)
-            heatmaps.append(image(figures.heatmap(
-                matrix, results.grid[row_key], results.grid[column_key] if column_key else [""], row_key,
-                column_key or "", f"{SHOWN.get(metric, metric)}{' (%)' if percent else ''}", percent=percent,
-            ), f"heatmap of {metric}"))
-    sections.append(("Heatmaps", '<div class="figures">' + "".join(heatmaps) + "</div>"))
-    sections.append(("Per round", _sweep_curves(results, groups)))
-    game = results.path / GAME_FILE
-    if game.exists():
-        sections.append(("Game", _game_section(_checked(_Game, read_json(game), game))))
-    return sections
+            spec = charts.heatmap(np.where(np.isfinite(matrix), matrix, None).tolist(), results.grid[row_key],
+                                  columns_of_map, row_key, column_key or "",
+                                  f"{SHOWN.get(metric, metric)} (mean over seeds)", percent=percent)
+            parts.append(chart(spec, f"heatmap of {metric}", wide=len(columns_of_map) > 5))
+    return side_by_side(*parts)
 
 
 def _sweep_curves(results: SweepResults, groups: dict[tuple[Any, ...], list[dict[str, Any]]]) -> str:
@@ -427,7 +555,7 @@ def _sweep_curves(results: SweepResults, groups: dict[tuple[Any, ...], list[dict
     with the 95% confidence interval as a band."""
     runs = {labels: [read_rounds(RunDirectory(results.path / str(row["run"]))) for row in group]
             for labels, group in groups.items()}
-    figs = []
+    parts = []
     for metric, name in (("ma", "MA"), ("asr", "ASR"), ("malicious_share", "malicious share")):
         series, bands = {}, {}
         for labels, records in runs.items():
@@ -439,15 +567,16 @@ def _sweep_curves(results: SweepResults, groups: dict[tuple[Any, ...], list[dict
             series[" / ".join(labels)] = [(k, mean) for k, mean, _ in intervals]
             bands[" / ".join(labels)] = [half for _, _, half in intervals]
         if any(series.values()):
-            figs.append(image(figures.curves(series, f"{name} per round (mean, 95% CI over seeds)", bands=bands),
-                              f"{name} per round"))
-    return '<div class="figures">' + "".join(figs) + "</div>"
+            parts.append(chart(charts.curves(series, f"{name} per round (mean, 95% CI over seeds)", bands=bands),
+                               f"{name} per round"))
+    return side_by_side(*parts)
 
 
 def _game_section(game: dict[str, Any]) -> str:
-    payoff = np.asarray(game["payoff"], dtype=float)
-    body = image(figures.heatmap(payoff, game["attacker_labels"], game["defender_labels"], "attacker", "defender",
-                                 f"Attacker utility ASR x 1[MA > {game['ma_min']}] (%)"), "payoff matrix")
+    costs = " less the attacker's costs, plus the defender's" if any((game.get("costs") or {}).values()) else ""
+    body = chart(charts.heatmap(game["payoff"], game["attacker_labels"], game["defender_labels"], "attacker",
+                                "defender", f"Attacker utility ASR x 1[MA > {game['ma_min']}]{costs}"),
+                 "payoff matrix")
     body += table(["attacker strategy", "probability"],
                   [[a, f"{p:.3f}"] for a, p in zip(game["attacker_labels"], game["attacker_strategy"], strict=True)])
     body += table(["defender strategy", "probability"],
@@ -461,12 +590,22 @@ def sweep_report(path: Path) -> str:
     return page(f"Sweep {results.name}", sweep_sections(results))
 
 
-def write_report(path: Path, out: Path | None = None) -> Path:
+def _is_run(path: Path) -> bool:
+    return (path / METRICS_FILE).exists() or (path / SUMMARY_FILE).exists()
+
+
+def write_report(path: Path, out: Path | None = None, more: Sequence[Path] = ()) -> Path:
     """Write the report of a sweep directory (it has sweep.yaml) or a run directory (it has
-    metrics.jsonl); returns the file written (default: report.html inside ``path``)."""
-    if (path / SWEEP_FILE).exists():
+    metrics.jsonl), or with ``more`` run directories the comparison of them all; returns the
+    file written (default: report.html inside ``path``)."""
+    if more:
+        if not_runs := [p for p in (path, *more) if not _is_run(p)]:
+            raise FileNotFoundError(f"{not_runs[0]}: not a run directory (no metrics.jsonl); several directories "
+                                    "are compared as runs")
+        text = comparison_report([path, *more])
+    elif (path / SWEEP_FILE).exists():
         text = sweep_report(path)
-    elif (path / METRICS_FILE).exists() or (path / SUMMARY_FILE).exists():
+    elif _is_run(path):
         text = run_report(path)
     else:
         raise FileNotFoundError(f"{path}: neither a sweep directory (sweep.yaml) nor a run directory (metrics.jsonl)")

@@ -10,7 +10,9 @@ Layout of a sweep directory::
 A cell is finished when its ``summary.json`` exists. Any other cell directory is incomplete and
 is run again from scratch; a finished one is never run again, so an interrupted sweep resumes by
 running the same command. Changing the base scenario or an override changes the hash, so the
-affected cells run again in new directories.
+affected cells run again in new directories. A cell another sweep directory finished with the same
+hash is copied instead of run (``fedsec sweep --reuse DIR``). A directory holds one grid: a sweep
+over other keys, or with a label standing for another value, is refused there.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +58,12 @@ class PlannedCell:
 
 
 def scenario_hash(scenario: Scenario) -> str:
-    """8 hex digits identifying what a run computes: the resolved scenario without its name and
-    output directory (which do not change the results). Absent optional sections and unset
-    values are left out, so a section added to the scenario schema later keeps existing cells
-    finished; a changed default value changes the hash (the cell computes something else)."""
-    content = scenario.model_dump(mode="json", exclude={"name": True, "output": {"dir"}}, exclude_none=True)
+    """8 hex digits identifying what a run computes: the resolved scenario without its name,
+    output directory and trackers (which do not change the results). Absent optional sections and
+    unset values are left out, so a section added to the scenario schema later keeps existing
+    cells finished; a changed default value changes the hash (the cell computes something else)."""
+    content = scenario.model_dump(mode="json", exclude={"name": True, "output": {"dir", "trackers"}},
+                                  exclude_none=True)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -95,8 +98,10 @@ def plan(spec: SweepSpec, out: Path) -> list[PlannedCell]:
                 problems.setdefault(line, where)
             continue
         path = out / CELLS_DIR / f"{name}-{scenario_hash(scenario)}"
-        scenario = scenario.model_copy(update={"output": scenario.output.model_copy(update={"dir": str(path.parent)})})
-        planned.append(PlannedCell(cell, scenario, path))
+        grid = {axis.key: label for axis, label in zip(spec.axes, cell.labels, strict=True)}
+        trackers = [tracker.for_sweep(out, spec.name, grid) for tracker in scenario.output.trackers]
+        output = scenario.output.model_copy(update={"dir": str(path.parent), "trackers": trackers})
+        planned.append(PlannedCell(cell, scenario.model_copy(update={"output": output}), path))
     if problems:
         raise ScenarioError([f"{spec.base} (cell {where}): {line}" for line, where in problems.items()])
     return planned
@@ -115,15 +120,80 @@ def write_sweep_file(spec: SweepSpec, out: Path) -> None:
     write_atomic(out / SWEEP_FILE, yaml.safe_dump(document, sort_keys=False))
 
 
+def _plain(value: Any) -> Any:
+    """A grid value as sweep.yaml holds it (tuples as lists...), to compare with one read back."""
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+def grid_problem(spec: SweepSpec, out: Path) -> str | None:
+    """Why ``out`` cannot take this sweep: its sweep.yaml records other grid keys, or a label
+    there that stands for another value. None for a new directory or the same grid (more values
+    or seeds may be added)."""
+    if not (out / SWEEP_FILE).is_file():
+        return None
+    recorded = (yaml.safe_load((out / SWEEP_FILE).read_text()) or {}).get("grid") or {}
+    grid = {axis.key: dict(zip(axis.labels, axis.values, strict=True)) for axis in spec.axes}
+    advice = "give another --out, or remove the directory"
+    if list(recorded) != list(grid):
+        return (f"{out}: made from another grid (keys {', '.join(recorded) or 'none'}; this sweep: "
+                f"{', '.join(grid)}); {advice}")
+    changed = [f"{key}={label}" for key, values in grid.items() for label, value in values.items()
+               if label in recorded[key] and _plain(recorded[key][label]) != _plain(value)]
+    if changed:
+        return f"{out}: made from another grid ({', '.join(changed)} stood for other values there); {advice}"
+    return None
+
+
+def reusable_cells(planned: list[PlannedCell], directories: list[Path]) -> dict[Path, Path]:
+    """For each unfinished cell, a finished cell of another sweep directory that computed the same
+    thing: same scenario hash, checked again on its scenario.yaml. Maps this sweep's cell path to
+    the finished one; ScenarioError for a directory that is not a sweep directory."""
+    wanted = {p.path.name.rsplit("-", 1)[-1]: p for p in planned if not p.finished}
+    found: dict[Path, Path] = {}
+    for directory in directories:
+        if not (directory / CELLS_DIR).is_dir():
+            raise ScenarioError([f"--reuse {directory}: not a sweep directory (no {CELLS_DIR}/ folder)"])
+        for source in sorted((directory / CELLS_DIR).iterdir()):
+            p = wanted.get(source.name.rsplit("-", 1)[-1])
+            if p is None or p.path in found or not (source / SUMMARY_FILE).is_file():
+                continue
+            try:
+                same = scenario_hash(parse_scenario(read_yaml(source / SCENARIO_FILE))) == scenario_hash(p.scenario)
+            except ScenarioError:  # written by an older schema: not comparable
+                continue
+            if same:
+                found[p.path] = source
+    return found
+
+
+def copy_finished(planned: PlannedCell, spec: SweepSpec, source: Path) -> None:
+    """``source``'s run directory as this cell's, with this sweep's scenario and grid labels;
+    the summary is copied last, so an interrupted copy is an unfinished cell."""
+    if planned.path.exists():
+        shutil.rmtree(planned.path)
+    shutil.copytree(source, planned.path, ignore=shutil.ignore_patterns(SUMMARY_FILE))
+    prepare_files(planned, spec, reused_from=source)
+    shutil.copy2(source / SUMMARY_FILE, planned.path / SUMMARY_FILE)
+
+
 def prepare(planned: PlannedCell, spec: SweepSpec) -> None:
     """An empty run directory holding the cell's scenario and grid values (an incomplete
     earlier attempt is discarded)."""
     if planned.path.exists():
         shutil.rmtree(planned.path)
     planned.path.mkdir(parents=True)
+    prepare_files(planned, spec)
+
+
+def prepare_files(planned: PlannedCell, spec: SweepSpec, reused_from: Path | None = None) -> None:
+    """The cell's scenario.yaml and cell.json (grid labels, seed, and the sweep cell it was
+    copied from, if any)."""
     write_atomic(planned.path / SCENARIO_FILE, to_yaml(planned.scenario))
-    cell = {"grid": {axis.key: label for axis, label in zip(spec.axes, planned.cell.labels, strict=True)},
-            "seed": planned.scenario.seed}
+    cell: dict[str, Any] = {
+        "grid": {axis.key: label for axis, label in zip(spec.axes, planned.cell.labels, strict=True)},
+        "seed": planned.scenario.seed}
+    if reused_from is not None:
+        cell["reused_from"] = str(reused_from)
     write_atomic(planned.path / CELL_FILE, json.dumps(cell, indent=2) + "\n")
 
 
@@ -147,11 +217,13 @@ def run_in_subprocess(planned: PlannedCell) -> int:
 
 @dataclass
 class SweepOutcome:
-    """What one invocation did: cells run, skipped (already finished) and failed."""
+    """What one invocation did: cells run, skipped (already finished), failed, and copied from
+    another sweep directory."""
 
     ran: list[PlannedCell]
     skipped: list[PlannedCell]
     failed: list[PlannedCell]
+    reused: list[PlannedCell] = field(default_factory=list)
 
 
 def default_jobs() -> int:
@@ -166,10 +238,19 @@ def run_sweep(
     jobs: int = 1,
     runner: Callable[[PlannedCell], int] = run_in_subprocess,
     on_event: Callable[[str, PlannedCell, float], None] | None = None,
+    reuse: Mapping[Path, Path] | None = None,
 ) -> SweepOutcome:
-    """Run every unfinished cell, ``jobs`` at a time. ``on_event(kind, cell, seconds)`` is told
-    "start", "done" and "failed" (seconds: the cell's wall time)."""
+    """Copy the unfinished cells found in ``reuse`` (this sweep's cell path -> a finished cell of
+    another sweep, see :func:`reusable_cells`), then run every other unfinished cell, ``jobs`` at
+    a time. ``on_event(kind, cell, seconds)`` is told "reused", "start", "done" and "failed"
+    (seconds: the cell's wall time)."""
     outcome = SweepOutcome([], [p for p in planned if p.finished], [])
+    for p in planned:
+        if not p.finished and p.path in (reuse or {}):
+            copy_finished(p, spec, reuse[p.path])
+            outcome.reused.append(p)
+            if on_event:
+                on_event("reused", p, 0.0)
     todo = [p for p in planned if not p.finished]
 
     def one(p: PlannedCell) -> None:

@@ -1,6 +1,10 @@
 """A sweep's results as rows: sweep.csv (one row per cell and seed), and per grid combination
 the mean over seeds with its 95% confidence interval: sweep_ci.csv (machine-readable) and a
-Markdown table, sweep.md."""
+Markdown table, sweep.md.
+
+Units: rates (MA, ASR, detection, shares) are fractions 0..1 in the CSV files and JSON documents
+and percent in the Markdown and console tables, whose headers say "(%)"; times are seconds.
+Every row also says which attack and defense its run had (:func:`run_settings`)."""
 
 from __future__ import annotations
 
@@ -22,16 +26,58 @@ from fedsec.results import write_atomic
 CSV_FILE = "sweep.csv"
 CI_FILE = "sweep_ci.csv"
 MARKDOWN_FILE = "sweep.md"
-METRICS = ("ma", "best_ma", "asr", "max_asr", "precision", "recall", "fpr", "f1", "malicious_share", "rounds",
-           "wall_s")
-RATES = {"ma", "best_ma", "asr", "max_asr", "precision", "recall", "fpr", "f1", "malicious_share"}
+METRICS = ("ma", "best_ma", "asr", "max_asr", "asr_clean_baseline", "precision", "recall", "fpr", "f1",
+           "malicious_share", "rounds", "aggregate_s", "wall_s")
+RATES = {"ma", "best_ma", "asr", "max_asr", "asr_clean_baseline", "precision", "recall", "fpr", "f1",
+         "malicious_share", "attack_budget"}
 DETECTION_RATES = {"precision", "recall", "fpr", "f1"}
 """Null when the defense never rejects: shown as "n/a" (docs/metrics.md#detection)."""
-SHOWN = {"ma": "MA", "asr": "ASR", "recall": "recall", "fpr": "FPR", "malicious_share": "malicious share",
-         "wall_s": "time (s)"}
+SHOWN = {"ma": "MA", "best_ma": "best MA", "asr": "ASR", "max_asr": "peak ASR",
+         "asr_clean_baseline": "clean-model ASR", "recall": "recall", "fpr": "FPR",
+         "malicious_share": "malicious share", "wall_s": "time", "aggregate_s": "aggregation time",
+         "durability": "durability (rounds)", "attack_budget": "attack budget", "setting_attack": "attack",
+         "setting_defense": "defense", "setting_data": "data"}
+TEXT_SETTINGS = ("setting_attack", "setting_defense", "setting_data")
+"""What every row says about its run's set-up as text (:func:`run_settings`); named apart from any
+grid key (a scenario path)."""
 WATERMARK_PREFIX = "wm_"
 CAPTION = ("Mean over seeds ± half-width of its 95% confidence interval (Student's t, k - 1 degrees of freedom); "
-           "a single seed shows its value alone. n/a: the defense never rejects an update.")
+           "a single seed shows its value alone. n/a: the defense never rejects an update. Clean-model ASR: the "
+           "same trigger on the round-0 (untrained) global model, the level an ASR is read against.")
+
+
+def header(key: str) -> str:
+    """A column's title with its unit: ``MA (%)``, ``time (s)``."""
+    unit = " (%)" if key in RATES else " (s)" if key.endswith("_s") else ""
+    return SHOWN.get(key, key) + unit
+
+
+def run_settings(scenario: dict[str, Any]) -> dict[str, Any]:
+    """A run's set-up as a table shows it, from its resolved scenario (as scenario.yaml holds it):
+    ``setting_attack`` (methods and who: ``badnets+scaling, 20% of clients``; ``none``),
+    ``setting_defense`` (stages in order; ``fedavg`` for none), ``setting_data`` (dataset,
+    clients, partitioner) and ``attack_budget`` (share of clients malicious, 0..1)."""
+    attack = scenario.get("attack") or {}
+    data = scenario.get("data") or {}
+    clients = int(data.get("num_clients") or 0)
+    methods = "+".join(str(attack[kind]["name"]) for kind in ("data", "model") if attack.get(kind))
+    if attack.get("ids") is not None:
+        budget = len(attack["ids"]) / clients if clients else None
+        who = f"clients {','.join(str(i) for i in attack['ids'])}"
+    else:
+        budget = attack.get("fraction", 0.0) if attack else 0.0
+        who = f"{100 * budget:g}% of clients" if attack else ""
+    partitioner = data.get("partitioner") or {}
+    split = partitioner.get("name", "")
+    if "alpha" in partitioner:
+        split += f" α={partitioner['alpha']:g}"
+    return {
+        "setting_attack": f"{methods}, {who}" if attack else "none",
+        "setting_defense": "+".join(str(d.get("name")) for d in scenario.get("defenses") or []) or "fedavg",
+        "setting_data": ", ".join(part for part in (data.get("dataset"), clients and f"{clients} clients", split)
+                                  if part) or "–",
+        "attack_budget": budget,
+    }
 
 
 def cell_rows(keys: Sequence[str], planned: list[PlannedCell], root: Path) -> list[dict[str, Any]]:
@@ -41,6 +87,7 @@ def cell_rows(keys: Sequence[str], planned: list[PlannedCell], root: Path) -> li
         summary = summary_of(p) or {}
         row: dict[str, Any] = dict(zip(keys, p.cell.labels, strict=True))
         row["seed"] = p.scenario.seed
+        row.update(run_settings(p.scenario.model_dump(mode="json")))
         row["status"] = "finished" if summary else "missing"
         row.update({key: summary.get(key) for key in METRICS})
         row.update({k: v for k, v in sorted(summary.items()) if k.startswith(WATERMARK_PREFIX)})
@@ -84,7 +131,27 @@ def read_csv(path: Path, text_columns: Sequence[str] = ()) -> list[dict[str, Any
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
     """The metric columns of the Markdown table: MA, ASR, detection, watermark keys, time."""
     watermark = sorted({k for row in rows for k in row if k.startswith(WATERMARK_PREFIX)})
-    return ["ma", "asr", "recall", "fpr", "malicious_share", *watermark, "wall_s"]
+    baseline = ["asr_clean_baseline"] if any(row.get("asr_clean_baseline") is not None for row in rows) else []
+    return ["ma", "asr", *baseline, "recall", "fpr", "malicious_share", *watermark, "wall_s"]
+
+
+def _setting(group: list[dict[str, Any]], key: str) -> str:
+    return " / ".join(dict.fromkeys(str(row.get(key)) for row in group))
+
+
+def split_settings(rows: list[dict[str, Any]]) -> tuple[dict[str, str], list[str]]:
+    """The settings every finished row shares (shown once, above a table) and those that differ
+    between rows (shown as columns)."""
+    finished = [row for row in rows if row.get("status", "finished") == "finished"]
+    shared = {key: _setting(finished, key) for key in TEXT_SETTINGS
+              if finished and len({str(row.get(key)) for row in finished}) == 1}
+    return shared, [key for key in TEXT_SETTINGS if key not in shared]
+
+
+def settings_line(shared: dict[str, str]) -> str:
+    """``Every run: attack ...; defense ...; data ...`` (empty when nothing is shared)."""
+    return "Every run: " + "; ".join(f"{SHOWN[key]} {value}" for key, value in shared.items()) + "\n\n" \
+        if shared else ""
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float | None]:
@@ -131,22 +198,26 @@ def markdown_table(rows: list[dict[str, Any]], keys: Sequence[str]) -> str:
     """One line per grid combination: labels, seeds run, mean ± 95% CI of each metric column;
     then the caption saying so."""
     columns = metric_columns(rows)
-    header = [*keys, "seeds", *(SHOWN.get(c, c) + (" (%)" if c in RATES else "") for c in columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    shared, varying = split_settings(rows)
+    titles = [*keys, *(SHOWN[k] for k in varying), "seeds", *(header(c) for c in columns)]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for labels, group in group_rows(rows, keys).items():
         cells = [format_values([row.get(c) for row in group], c) for c in columns]
-        lines.append("| " + " | ".join([*labels, str(len(group)), *cells]) + " |")
-    return "\n".join(lines) + "\n\n" + CAPTION + "\n"
+        lines.append("| " + " | ".join([*labels, *(_setting(group, k) for k in varying), str(len(group)), *cells])
+                     + " |")
+    return settings_line(shared) + "\n".join(lines) + "\n\n" + CAPTION + "\n"
 
 
 def ci_rows(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
     """One row per grid combination: its labels, ``seeds`` (finished runs), and for every numeric
     metric ``<metric>_mean``, ``<metric>_ci95`` (half-width of the 95% interval, None for one
     value) and ``<metric>_n`` (runs that recorded it); booleans count as 0/1."""
-    metrics = [*METRICS, *sorted({k for row in rows for k in row if k.startswith(WATERMARK_PREFIX)})]
+    watermark = sorted({k for row in rows for k in row if k.startswith(WATERMARK_PREFIX)})
+    metrics = [*METRICS, "attack_budget", *watermark]
     table = []
     for labels, group in group_rows(rows, keys).items():
-        line: dict[str, Any] = {**dict(zip(keys, labels, strict=True)), "seeds": len(group)}
+        line: dict[str, Any] = {**dict(zip(keys, labels, strict=True)),
+                                **{key: _setting(group, key) for key in TEXT_SETTINGS}, "seeds": len(group)}
         for metric in metrics:
             values = [float(v) for v in _present([row.get(metric) for row in group]) if isinstance(v, (int, float))]
             mean, half = mean_ci95(values) if values else (None, None)

@@ -42,7 +42,7 @@ def _trainer(scenario_json: str) -> LocalTrainer:
     """Scenario, data and model of this process, built once per scenario."""
     scenario = Scenario.model_validate_json(scenario_json)
     device = resolve_device(scenario.resources.device)
-    return LocalTrainer(scenario, federated_data(scenario.data, scenario.seed), device)
+    return LocalTrainer(scenario, federated_data(scenario.data, scenario.seed, scenario.held_out_examples), device)
 
 
 def _partition(message: Message, context: Context) -> int:
@@ -93,7 +93,7 @@ def train(message: Message, context: Context) -> Message:
         sampled = tuple(int(p) for p in config[SAMPLED_KEY])
         local = Attacker(scenario, partition, round_number, sampled).train(trainer, global_vector)
     else:
-        local = trainer.train(partition, round_number, global_vector)
+        local = trainer.train(partition, round_number, global_vector, sanitize=True)
 
     metrics = MetricRecord({
         PARTITION_KEY: partition,
@@ -101,6 +101,11 @@ def train(message: Message, context: Context) -> Message:
         "train_loss": local.result.loss,
         "train_s": time.perf_counter() - started,
     })
+    if local.sanitized is not None:
+        # Sanitization's outcome for the evaluator, who alone reads the supply's mask of poisons;
+        # the server's defenses see updates and example counts only.
+        metrics["sanitized"] = int(local.sanitized.sum())
+        metrics["sanitized_poisons"] = int((local.sanitized & trainer.holding(partition).mask).sum())
     if scenario.encryption.enabled:
         update, he_costs["encrypt_s"] = client_update_record(local.update.cpu(), partition, config)
     else:

@@ -48,17 +48,15 @@ from fedsec.fl.validation import RejectedReply
 from fedsec.models import build_model
 from fedsec.params import load_vector, model_vector
 from fedsec.plots import plot_label_histogram, plot_rounds
+from fedsec.poisoned_supply import SUPPLY_ROUND, removal_scores, supplied_partition
+from fedsec.pretraining import pretrained_state
 from fedsec.progress import RoundReporter
 from fedsec.results import MODEL_FILE, PARTITIONS_FILE, SUMMARY_FILE, RunDirectory, append_jsonl, read_jsonl, write_atomic
+from fedsec.sampling import sample_clients
 from fedsec.scenario import Scenario
+from fedsec.tracking import TrackedRun, flatten
 from fedsec.training import resolve_device
 from fedsec.watermark.owner import OWNER_DIR, WatermarkOwner
-
-
-def sample_clients(seed: int, round_number: int, num_clients: int, per_round: int) -> list[int]:
-    """The partitions that train in a round: a seeded draw without replacement, sorted."""
-    rng = np.random.default_rng([seed, round_number])
-    return sorted(int(c) for c in rng.choice(num_clients, size=per_round, replace=False))
 
 
 def build_aggregation(scenario: Scenario, run_dir: RunDirectory, data: FederatedData, initial: torch.Tensor,
@@ -131,12 +129,20 @@ class FederationServer:
         self.show_progress = show_progress
         self.virtual_clients = virtual_clients
         self.device = resolve_device(scenario.resources.device)
-        self.data: FederatedData = federated_data(scenario.data, scenario.seed)
+        self.data: FederatedData = federated_data(scenario.data, scenario.seed, scenario.held_out_examples)
         dataset = self.data.dataset
         torch.manual_seed(scenario.seed)
         self.model = build_model(
             scenario.model.name, dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std
         ).to(self.device)
+        if scenario.pretraining is not None:
+            self.model.load_state_dict(pretrained_state(scenario.pretraining, scenario.model.name, dataset,
+                                                        scenario.seed, self.device))
+        self.supply_poisons = {  # evaluator knowledge: poisons each client of a poisoned data supply holds
+            p: int(supplied_partition(scenario, self.data, p, client_seed(scenario.seed, SUPPLY_ROUND, p)).mask.sum())
+            for p in (scenario.data_supply.clients(scenario.data.num_clients, scenario.seed)
+                      if scenario.data_supply is not None else ())
+        }
         self.evaluator = Evaluator(dataset, scenario, self.device)
         self.audits = build_audits(scenario, dataset, self.device)
         self.scenario_json = scenario.model_dump_json()
@@ -151,6 +157,7 @@ class FederationServer:
         )
         self.global_vector = model_vector(self.model)
         """The evaluator's copy of the global model after the last round (the public initial model before)."""
+        self.tracked: TrackedRun | None = None
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -264,6 +271,7 @@ class FederationServer:
         record.update(detection_metrics(attacked, None if decided is None else decided.accepted.tolist(),
                                         self.aggregation.rejects))
         record["malicious_share"] = malicious_share(attacked, None if decided is None else decided.contributions)
+        record.update(self.sanitization_record(valid))
         clients = self.client_records(round_number, valid, rejected, decided, attackers)
         clients += self.failure_records(round_number, failed, lost)
         record["round_s"] = time.perf_counter() - started
@@ -303,13 +311,15 @@ class FederationServer:
         malicious = s.attack.malicious(s.data.num_clients, s.seed, round_number) if s.attack else frozenset()
 
         def role(partition: int) -> dict[str, Any]:
-            return {"role": "malicious" if partition in malicious else "benign", "attacked": partition in attackers}
+            poisons = {"poisons": self.poisons_held(partition)} if partition in attackers else {}
+            return {"role": "malicious" if partition in malicious else "benign", "attacked": partition in attackers,
+                    **poisons}
 
         records = []
         for i, r in enumerate(valid):
             record = {"round": round_number, "client": r.partition, **role(r.partition),
                       "num_examples": r.num_examples, "train_loss": r.metrics.get("train_loss"),
-                      "train_s": r.metrics.get("train_s")}
+                      "train_s": r.metrics.get("train_s"), **self.sanitization_record([r])}
             if decided is not None:
                 record["accepted"] = bool(decided.accepted[i])
                 if decided.contributions is not None:
@@ -321,6 +331,13 @@ class FederationServer:
             for r in rejected
         ]
         return records
+
+    def poisons_held(self, partition: int) -> int | None:
+        """Poisons an attacking ``partition`` holds (crafted, or poisoned per pass over its data; None
+        without a data attack), from its labels (evaluator knowledge)."""
+        if self.evaluator.attack is None:
+            return None
+        return self.evaluator.attack.poison_count(self.data.client(partition)[1])
 
     def failure_records(self, round_number: int, failed: list[RejectedReply], lost: list[int]) -> list[dict[str, Any]]:
         """clients.jsonl lines of sampled clients whose update never arrived: ``failure`` is
@@ -343,9 +360,12 @@ class FederationServer:
             return self._run()
         finally:
             self.aggregation.close()
+            if self.tracked is not None:
+                self.tracked.close(finished=self.run_dir.file(SUMMARY_FILE).exists())
 
     def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
+        self.clean_baseline = self.evaluator.clean_baseline(self.model)  # the model still holds its initial weights
         checkpoint = self.resumed_from
         if checkpoint is not None and (problems := resume_problems(
             checkpoint, self.scenario_sha256, self.scenario.rounds, self.aggregation.key_fingerprint,
@@ -372,11 +392,16 @@ class FederationServer:
         self.run_dir.drop_records_after(first_round - 1, [audit.record_file for audit in self.audits])
         self.sender_handles = handles
         records = self.run_dir.rounds()
+        # A resumed run's trackers start over from the kept records: each round is tracked once.
+        self.tracked = TrackedRun(self.scenario.output.trackers, self.run_dir.path, self.scenario.name,
+                                  flatten(self.scenario.model_dump(mode="json", exclude={"output": {"trackers"}})),
+                                  [{"round": 0, **self.clean_baseline}, *records])
         with RoundReporter(self.scenario.rounds, self.scenario.name, enabled=self.show_progress) as reporter:
             for round_number in range(first_round, self.scenario.rounds + 1):
                 record = self.run_round(round_number, nodes)
                 save_checkpoint(self.run_dir.file(CHECKPOINT_FILE), self.checkpoint(round_number, handles))
                 records.append(record)
+                self.tracked.log_round(record)
                 reporter.round_done(record)
         return self.finish(records, time.perf_counter() - started)
 
@@ -388,17 +413,55 @@ class FederationServer:
                           self.aggregation.key_fingerprint, components)
 
     def attack_summary(self, evaluated: list[dict[str, Any]]) -> dict[str, Any]:
-        """Final and peak ASR, and backdoor durability: rounds from the end of the attack window
-        until ASR first falls below 50% (null when it never does within the run)."""
+        """Final and peak targeted success (instance-targeted attacks), final and peak ASR, and
+        backdoor durability: rounds from the end of the attack window until ASR first falls below
+        50% (null when it never does within the run)."""
+        summary: dict[str, Any] = {}
+        if evaluated and "targeted_success" in evaluated[-1]:
+            summary = {"targeted_success": evaluated[-1]["targeted_success"],
+                       "max_targeted_success": max(r["targeted_success"] for r in evaluated)}
         if not evaluated or "asr" not in evaluated[-1]:
-            return {}
-        summary: dict[str, Any] = {"asr": evaluated[-1]["asr"], "max_asr": max(r["asr"] for r in evaluated)}
+            return summary
+        summary.update({"asr": evaluated[-1]["asr"], "max_asr": max(r["asr"] for r in evaluated)})
         schedule = self.scenario.attack.schedule if self.scenario.attack else None
         end = schedule.single_shot or schedule.end_round if schedule else None
         if end is not None:
             fallen = [r["round"] for r in evaluated if r["round"] > end and r["asr"] < 0.5]
             summary["durability"] = fallen[0] - end if fallen else None
         return summary
+
+    def sanitization_record(self, replies: list) -> dict[str, Any]:
+        """The supply's poisons the ``replies``' clients held (``supply_poisons``) and, for those that
+        sanitized, the rows removed, the poisons among them, and the evaluator's scores of the removal."""
+        record: dict[str, Any] = {}
+        if self.supply_poisons:
+            record["supply_poisons"] = sum(self.supply_poisons.get(r.partition, 0) for r in replies)
+        sanitized = [r for r in replies if "sanitized" in r.metrics]
+        if sanitized:
+            counts = {"sanitized": sum(int(r.metrics["sanitized"]) for r in sanitized),
+                      "sanitized_poisons": sum(int(r.metrics["sanitized_poisons"]) for r in sanitized),
+                      "sanitization_held": sum(r.num_examples + int(r.metrics["sanitized"]) for r in sanitized),
+                      "sanitization_poisons_held": sum(self.supply_poisons.get(r.partition, 0) for r in sanitized)}
+            record.update(counts, **removal_scores(*counts.values()))
+        return record
+
+    def sanitization_summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Poisons each client of the poisoned data supply held, and sanitization's scores over the run."""
+        summary: dict[str, Any] = {}
+        if self.supply_poisons:
+            summary["supply_poisons_per_client"] = {str(p): n for p, n in sorted(self.supply_poisons.items())}
+        keys = ("sanitized", "sanitized_poisons", "sanitization_held", "sanitization_poisons_held")
+        if self.scenario.sanitization is not None:
+            totals = [sum(r.get(key, 0) for r in records) for key in keys]
+            summary.update(dict(zip(keys, totals, strict=True)), **removal_scores(*totals))
+        return summary
+
+    def poison_budget(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """``poisons_per_client``: poisons each client that attacked in the run held (by partition)."""
+        attackers = sorted({p for r in records for p in self.attacked(r["round"])})
+        if self.evaluator.attack is None or not attackers:
+            return {}
+        return {"poisons_per_client": {str(p): self.poisons_held(p) for p in attackers}}
 
     def finish(self, records: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
         """Write model.pt, the accuracy plot and, last (it marks the run finished), summary.json."""
@@ -414,6 +477,9 @@ class FederationServer:
             "loss": last.get("loss"),
             "best_ma": max((r["ma"] for r in evaluated), default=None),
             **self.attack_summary(evaluated),
+            **self.clean_baseline,
+            **self.poison_budget(records),
+            **self.sanitization_summary(records),
             **rates,
             "malicious_share": statistics.fmean(shares) if shares else None,
             "malicious_share_rounds": len(shares),
@@ -425,6 +491,7 @@ class FederationServer:
             "bytes_down": sum(r["bytes_down"] for r in records),
             "bytes_up": sum(r["bytes_up"] for r in records),
             "train_s": sum(r["train_s"] for r in records),
+            "aggregate_s": sum(r.get("aggregate_s", 0.0) for r in records),
             "eval_s": sum(r.get("eval_s", 0.0) for r in records),
             "wall_s": wall_s,
         }
@@ -438,7 +505,9 @@ class FederationServer:
                         "state_dict": state}, buffer)
             write_atomic(self.run_dir.file(MODEL_FILE), buffer.getvalue())
         if self.scenario.output.plots:
-            plot_rounds(records, {"ma": "main accuracy (MA)", "asr": "attack success rate (ASR)"},
+            plot_rounds(records, {"ma": "main accuracy (MA)", "asr": "attack success rate (ASR)",
+                                  "targeted_success": "targeted success rate"},
                         self.run_dir.file("accuracy.png"), self.scenario.name)
         self.run_dir.write_json(SUMMARY_FILE, summary)
+        self.tracked.log_artifacts([*sorted(self.run_dir.path.glob("*.png")), self.run_dir.file(SUMMARY_FILE)])
         return summary

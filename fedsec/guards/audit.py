@@ -97,7 +97,7 @@ class RuntimeGuardsAudit(Audit):
         record: dict[str, Any] = {
             "frr": frr(clean.rejected),
             "sda": sda(self._classify(model, clean.inputs), self.y, clean.rejected),
-            "thresholds": [g.threshold for g in chain.guards],
+            "thresholds": [g.threshold if g.rejects else None for g in chain.guards],
         }
         for metric, (verdict, target) in triggered.items():
             suffix = metric.removeprefix("asr")

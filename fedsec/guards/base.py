@@ -118,6 +118,15 @@ class Guard(ABC):
         """The inputs the guard passes on (unchanged by default)."""
         return x
 
+    def examine(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Scores and the inputs passed on, of uint8 inputs ``x`` (purifiers compute both at once)."""
+        return self.score(model, x), self.purify(model, x)
+
+    @property
+    def rejects(self) -> bool:
+        """Whether the guard rejects inputs (a pure purifier's threshold is infinite)."""
+        return True
+
     def set_threshold(self, clean_scores: Tensor) -> float:
         """The rejection threshold from clean inputs' scores (their (1 - frr) quantile)."""
         return threshold_at_frr(clean_scores, self.params.frr)
@@ -128,14 +137,14 @@ class Guard(ABC):
         if self.fits_on_clean:
             fitting, calibration = clean.split(self.calibration_share, generator)
             self._fit(model, fitting, generator)
-        self.threshold = self.set_threshold(self.score(model, calibration.x))
+        self.threshold = self.set_threshold(self.score(model, calibration.x)) if self.rejects else math.inf
 
     def __call__(self, model: nn.Module, x: Tensor) -> Verdict:
         """Score, reject above the threshold, and purify a batch of uint8 inputs."""
         if self.threshold is None:
             raise RuntimeError(f"guard {self.params.name} is used before fit")
-        scores = self.score(model, x)
-        return Verdict(scores, scores > self.threshold, self.purify(model, x))
+        scores, inputs = self.examine(model, x)
+        return Verdict(scores, scores > self.threshold, inputs)
 
 
 GUARDS: Registry[type[Guard]] = Registry("guard")
@@ -166,9 +175,10 @@ class GuardChain:
 
     def fit(self, model: nn.Module, clean: CleanData, generator: torch.Generator) -> None:
         """Fit every guard on the same clean data (a guard after a purifier sees it purified)."""
-        for guard in self.guards:
+        for i, guard in enumerate(self.guards):
             guard.fit(model, clean, generator)
-            clean = CleanData(guard.purify(model, clean.x), clean.y, clean.num_classes, clean.mean, clean.std)
+            if i + 1 < len(self.guards):
+                clean = CleanData(guard.purify(model, clean.x), clean.y, clean.num_classes, clean.mean, clean.std)
 
     def __call__(self, model: nn.Module, x: Tensor) -> ChainVerdict:
         """Run the chain on uint8 inputs ``x``; rejected inputs are not passed further."""

@@ -66,7 +66,7 @@ class FinePruning(Repair):
             "pruning; the rest is fine-tuned on.")
         epochs: int = Field(5, ge=0, le=1_000, description="Fine-tuning passes over the clean images (0: prune only).")
         lr: float = Field(0.01, gt=0, description="Fine-tuning SGD learning rate.")
-        momentum: float = Field(0.9, ge=0, lt=1, description="Fine-tuning SGD momentum.")
+        momentum: float = Field(0.9, ge=0, lt=1, description="Fine-tuning SGD momentum (dimensionless).")
         batch_size: int = Field(32, ge=1, le=65_536, description="Images per fine-tuning step and per evaluation batch.")
 
     params: Params

@@ -110,7 +110,8 @@ class NeuralCleanse(Inspector):
             "code runs up to 1000 with early stopping).")
         batch_size: int = Field(32, ge=1, le=65_536, description="Clean images per Adam step.")
         lr: float = Field(0.1, gt=0, description="Adam learning rate on the tanh variables.")
-        init_cost: float = Field(1e-3, ge=0, description="Initial weight of the mask's L1 norm in the loss.")
+        init_cost: float = Field(
+            1e-3, ge=0, description="Initial weight of the mask's L1 norm in the loss (dimensionless).")
         cost_multiplier: float = Field(
             1.5, gt=1, description="Factor raising the cost after patience successful epochs; its 1.5th "
             "power lowers it after patience failing ones.")

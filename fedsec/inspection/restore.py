@@ -86,7 +86,8 @@ class Restore(Inspector):
         steps: int = Field(
             5, ge=1, le=1_000, description="Metropolis-Hastings moves of each copy per level (count).")
         sigma: float = Field(
-            0.5, gt=0, description="Initial scale of the Gaussian proposal on the latent (adapted between levels).")
+            0.5, gt=0,
+            description="Initial scale of the Gaussian proposal, in latent (standard normal) units; adapted between levels.")
         mask_offset: float = Field(
             -2.0, description="Offset of the mask's latent: a pixel's mask is Phi(z + offset); -2 makes the mean "
             "mask 0.08 per pixel.")

@@ -68,7 +68,8 @@ class Tabor(NeuralCleanse):
         mask_size: float = Field(1e-6, ge=0, description="Weight of R1 on the mask (L1 + L2 of the mask).")
         pattern_size: float = Field(
             1e-5, ge=0, description="Weight of R1 on the pattern (L1 + L2 of the pattern outside the mask, 0..255 scale).")
-        mask_scatter: float = Field(1e-7, ge=0, description="Weight of R2 on the mask (squared neighbour differences).")
+        mask_scatter: float = Field(
+            1e-7, ge=0, description="Weight of R2 on the mask (squared neighbour differences), dimensionless.")
         pattern_scatter: float = Field(
             1e-8, ge=0, description="Weight of R2 on the pattern outside the mask (squared neighbour differences, "
             "0..255 scale).")

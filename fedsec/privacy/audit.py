@@ -1,8 +1,9 @@
 """The privacy audit: the server's attacks on what it holds, after the rounds the scenario names.
 
 Gradient inversion runs on the update the server received from one client (nothing when it
-holds ciphertexts); membership inference on the global model. The evaluator scores both with
-data the attacker never sees (the client's partition, membership labels).
+holds ciphertexts); membership inference on the global model, per example and per client; the
+DP-SGD accountant after every round. The evaluator scores the attacks with data the attacker
+never sees (the client's partition, membership labels).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,7 +22,9 @@ import torch
 from fedsec.audit import AUDITS, Audit, RoundView
 from fedsec.data.partition import cached_partitions
 from fedsec.params import load_vector
+from fedsec.models import build_model
 from fedsec.privacy.base import (
+    AttackerData,
     GradientInversion,
     LocalTraining,
     MembershipInference,
@@ -28,9 +32,11 @@ from fedsec.privacy.base import (
     build_attack,
 )
 from fedsec.privacy.config import InversionConfig, MembershipConfig, PrivacyConfig
+from fedsec.privacy.dp_sgd import DPSGDConfig, PoissonSchedule, epsilon
 from fedsec.privacy.metrics import label_recovery, match_images, psnr, roc_figures, ssim
 from fedsec.privacy.plots import image_grid
-from fedsec.results import write_atomic
+from fedsec.results import read_jsonl, write_atomic
+from fedsec.sampling import sample_clients
 
 if TYPE_CHECKING:
     from fedsec.data.datasets import ImageDataset
@@ -55,27 +61,37 @@ class PrivacyAudit(Audit):
         self.num_classes = dataset.num_classes
         c = scenario.client
         self.training = LocalTraining(c.lr, c.momentum, c.weight_decay, c.local_epochs, c.batch_size)
+        self.client_config = c
+        self.clients_per_round = scenario.clients_per_round
         partitions = cached_partitions(dataset.name, dataset.train_y.numpy(), scenario.data.partitioner,
                                        scenario.data.num_clients, scenario.seed)
+        self.partition_sizes = [len(p) for p in partitions]
         self.inverters: list[GradientInversion] = []
         if config.inversion is not None:
             index = torch.from_numpy(partitions[config.inversion.client])
             self.client_x, self.client_y = dataset.train_x[index], dataset.train_y[index]
             self.inverters = [cast(GradientInversion, build_attack(spec)) for spec in config.inversion.attacks]
         if config.membership is not None:
-            self.membership = cast(MembershipInference, build_attack(config.membership.attack))
-            self.member_set, self.nonmember_set = _membership_sets(
-                dataset, np.concatenate(partitions), config.membership.samples, scenario.seed)
+            self.membership = [cast(MembershipInference, build_attack(spec)) for spec in config.membership.attacks]
+            self.candidates = _membership_candidates(dataset, partitions, config.membership.samples, scenario.seed)
+            name = scenario.model.name
+            self.attacker = AttackerData(
+                *self.candidates.pool, self.candidates.x, self.candidates.y,
+                lambda: build_model(name, dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std),
+                c, device)
+            self.prepare_seconds: list[float] = []
 
     def due(self, round_number: int, final: bool) -> bool:
-        return _inversion_due(self.config.inversion, round_number) or _membership_due(
-            self.config.membership, round_number, final)
+        return self.config.dp_sgd is not None or _inversion_due(self.config.inversion, round_number) or (
+            _membership_due(self.config.membership, round_number, final))
 
     def __call__(self, view: RoundView) -> list[dict[str, Any]]:
         inv, m = self.config.inversion, self.config.membership
         records = self._invert(view, inv) if inv is not None and _inversion_due(inv, view.round_number) else []
         if m is not None and _membership_due(m, view.round_number, view.final):
-            records.append(self._infer_membership(view, m))
+            records += self._infer_membership(view)
+        if self.config.dp_sgd is not None:
+            records.append(self._account(view, self.config.dp_sgd))
         return records
 
     def _invert(self, view: RoundView, inv: InversionConfig) -> list[dict[str, Any]]:
@@ -119,25 +135,60 @@ class PrivacyAudit(Audit):
             })
         return records
 
-    def _infer_membership(self, view: RoundView, m: MembershipConfig) -> dict[str, Any]:
-        (mx, my), (nx, ny) = self.member_set, self.nonmember_set
-        model = view.model
-        members = self.membership.scores(model, mx.to(self.device).float() / 255, my.to(self.device))
-        nonmembers = self.membership.scores(model, nx.to(self.device).float() / 255, ny.to(self.device))
+    def _infer_membership(self, view: RoundView) -> list[dict[str, Any]]:
+        if not self.prepare_seconds:  # shadow models train once, before the first membership round
+            for i, attack in enumerate(self.membership):
+                started = time.perf_counter()
+                attack.prepare(self.attacker, torch.Generator().manual_seed(_seed(self.seed, 0, -1, i)))
+                self.prepare_seconds.append(time.perf_counter() - started)
+        trained = _trained_clients(self.seed, view.round_number, len(self.partition_sizes), self.clients_per_round)
+        return [{**self._score_membership(view, attack, trained), "prepare_seconds": seconds}
+                for attack, seconds in zip(self.membership, self.prepare_seconds, strict=True)]
+
+    def _score_membership(self, view: RoundView, attack: MembershipInference, trained: torch.Tensor) -> dict[str, Any]:
+        c = self.candidates
+        started = time.perf_counter()
+        scores = attack.scores(view.model, c.x.to(self.device).float() / 255, c.y.to(self.device)).cpu()
+        is_member = (c.owner >= 0) & trained[c.owner.clamp(min=0)]
+        members, nonmembers = scores[is_member], scores[c.owner < 0]
         figures = roc_figures(members, nonmembers, FPR_BOUNDS)
-        threshold = self.membership.threshold(members)
+        threshold = attack.threshold(members)
         tpr = (members >= threshold).float().mean().item()
         fpr = (nonmembers >= threshold).float().mean().item()
         return {
-            "round": view.round_number, "kind": "membership", "attack": m.attack.name,
-            "members": len(my), "nonmembers": len(ny), "auc": figures.auc,
+            "round": view.round_number, "kind": "membership", "attack": attack.params.name,
+            "members": len(members), "nonmembers": len(nonmembers), "auc": figures.auc,
             **{f"tpr_at_fpr_{bound:g}": tpr_ for bound, tpr_ in figures.tpr_at_fpr.items()},
             "threshold": threshold, "tpr": tpr, "fpr": fpr, "advantage": tpr - fpr,
+            **_client_level(scores, c.owner, trained), "seconds": time.perf_counter() - started,
         }
+
+    def _account(self, view: RoundView, dp: DPSGDConfig) -> dict[str, Any]:
+        """The round's DP-SGD steps per client that sent an update and each one's ε over all its
+        rounds so far (earlier rounds read back from the record file, so a resumed run counts them)."""
+        earlier = [r for r in read_jsonl(view.run_dir / RECORD_FILE)
+                   if r["kind"] == "dp-sgd" and r["round"] < view.round_number]
+        steps: Counter[int] = Counter()
+        for r in earlier:
+            steps.update(dict(zip(r["clients"], r["steps"], strict=True)))
+        clients = sorted(view.received)
+        round_steps, epsilons = [], []
+        c = self.client_config
+        for client in clients:
+            schedule = PoissonSchedule.of(self.partition_sizes[client], c.batch_size, c.local_epochs)
+            steps[client] += schedule.steps
+            round_steps.append(schedule.steps)
+            epsilons.append(epsilon(dp, schedule.sample_rate, steps[client]))
+        worst = max([*epsilons, *(_finite(e) for r in earlier for e in r["epsilon"])], default=0.0)
+        return {"round": view.round_number, "kind": "dp-sgd", "clients": clients, "steps": round_steps,
+                "epsilon": epsilons, "max_epsilon": worst, "delta": dp.delta,
+                "noise_multiplier": dp.noise_multiplier, "max_grad_norm": dp.max_grad_norm,
+                "accountant": dp.accountant}
 
     def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Per inversion attack: mean PSNR, SSIM and label recovery over its reconstructions and
-        the count of updates it could not invert; membership: the last round's figures."""
+        the count of updates it could not invert; membership: per attack, the last round's figures;
+        dp_sgd: the largest ε of any client at the run's end (null: infinite)."""
         out: dict[str, Any] = {}
         by_attack: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in records:
@@ -153,10 +204,16 @@ class PrivacyAudit(Audit):
                 entry["ssim"] = float(np.mean([v for r in done for v in r["ssim"]]))
                 entry["label_recovery"] = float(np.mean([r["label_recovery"] for r in done]))
             out[name] = entry
-        membership = [r for r in records if r["kind"] == "membership"]
-        if membership:
-            last = membership[-1]
-            out["membership"] = {k: last[k] for k in last if k not in ("kind",)}
+        last_membership = {r["attack"]: r for r in records if r["kind"] == "membership"}
+        if last_membership:
+            out["membership"] = {name: {k: v for k, v in r.items() if k not in ("kind", "attack")}
+                                 for name, r in last_membership.items()}
+        accounted = [r for r in records if r["kind"] == "dp-sgd"]
+        if accounted:
+            last = accounted[-1]
+            out["dp_sgd"] = {"epsilon": last["max_epsilon"], "delta": last["delta"],
+                             "clients": len({c for r in accounted for c in r["clients"]}),
+                             **{k: last[k] for k in ("noise_multiplier", "max_grad_norm", "accountant")}}
         return {"privacy": out} if out else {}
 
 
@@ -172,16 +229,67 @@ def _seed(seed: int, round_number: int, client: int, attack: int) -> int:
     return ((seed * 1_000_003 + round_number) * 100_003 + client) * 101 + attack
 
 
-def _membership_sets(
-    dataset: ImageDataset, training: np.ndarray, samples: int, seed: int
-) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """A seeded draw of ``samples`` training examples held by clients and as many test examples."""
+def _finite(value: float | None) -> float:
+    """An ε read back from JSON, which holds an infinite one as null."""
+    return math.inf if value is None else value
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The examples membership inference is asked about, and the attacker's own data.
+
+    ``x``/``y``: uint8 images and labels; ``owner``: the partition each was drawn from, or -1 for
+    a test-split example (a non-member); ``pool``: the rest of the test split, the attacker's.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    owner: torch.Tensor
+    pool: tuple[torch.Tensor, torch.Tensor]
+
+
+def _membership_candidates(
+    dataset: ImageDataset, partitions: list[np.ndarray], samples: int, seed: int
+) -> Candidates:
+    """A seeded draw of ceil(``samples`` / clients) examples of every client's partition, and of
+    ``samples`` test examples; the attacker keeps the test split's remainder."""
     rng = np.random.default_rng([seed, 7])
-    members = torch.from_numpy(rng.choice(training, size=min(samples, len(training)), replace=False))
-    test = len(dataset.test_y)
-    nonmembers = torch.from_numpy(rng.choice(test, size=min(samples, test), replace=False))
-    return ((dataset.train_x[members], dataset.train_y[members]),
-            (dataset.test_x[nonmembers], dataset.test_y[nonmembers]))
+    per_client = math.ceil(samples / len(partitions))
+    drawn = [rng.choice(p, size=min(per_client, len(p)), replace=False) for p in partitions]
+    training = torch.from_numpy(np.concatenate(drawn)).long()
+    owner = torch.cat([torch.full((len(d),), i) for i, d in enumerate(drawn)])
+    order = torch.from_numpy(rng.permutation(len(dataset.test_y)))
+    test, pool = order[:samples], order[samples:]
+    return Candidates(
+        torch.cat([dataset.train_x[training], dataset.test_x[test]]),
+        torch.cat([dataset.train_y[training], dataset.test_y[test]]),
+        torch.cat([owner, torch.full((len(test),), -1)]),
+        (dataset.test_x[pool], dataset.test_y[pool]))
+
+
+def _trained_clients(seed: int, round_number: int, num_clients: int, per_round: int) -> torch.Tensor:
+    """(clients,) True for every client sampled in rounds 1..``round_number``."""
+    trained = torch.zeros(num_clients, dtype=torch.bool)
+    for r in range(1, round_number + 1):
+        trained[sample_clients(seed, r, num_clients, per_round)] = True
+    return trained
+
+
+def _client_level(scores: torch.Tensor, owner: torch.Tensor, trained: torch.Tensor) -> dict[str, Any]:
+    """Client-level membership: a client's score is the mean of its examples' scores; members are
+    the clients the federation trained on, non-members the others."""
+    drawn = owner >= 0
+    counts = torch.bincount(owner[drawn], minlength=len(trained))
+    sums = torch.zeros(len(trained), dtype=torch.float64).index_add_(0, owner[drawn], scores[drawn].double())
+    has = counts > 0
+    mean = sums / counts.clamp(min=1)
+    inside, outside = mean[has & trained], mean[has & ~trained]
+    head = {"member_clients": len(inside), "nonmember_clients": len(outside)}
+    if not len(inside) or not len(outside):
+        return {**head, "client_auc": None}
+    figures = roc_figures(inside, outside, FPR_BOUNDS)
+    return {**head, "client_auc": figures.auc,
+            **{f"client_tpr_at_fpr_{bound:g}": tpr for bound, tpr in figures.tpr_at_fpr.items()}}
 
 
 @AUDITS.register("privacy")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from fedsec.params import float_state, unflatten
 from fedsec.registry import Registry
+from fedsec.training import ClientConfig
 
 
 class AttackParams(BaseModel):
@@ -98,10 +100,34 @@ class GradientInversion(PrivacyAttack):
         """Images and labels that explain ``observed``; random starts drawn from ``generator``."""
 
 
+@dataclass(frozen=True)
+class AttackerData:
+    """What a membership attacker holds besides the target model's outputs.
+
+    ``pool_x``/``pool_y``: its own labelled uint8 images (N, C, H, W), disjoint from the
+    federation's training data and from the non-members it is scored on; ``candidates_x``/
+    ``candidates_y``: the uint8 images it will be asked about (members and non-members, unlabelled
+    as such); ``build_model`` a fresh model of the target's architecture; ``training`` the clients'
+    public training configuration; ``device`` where shadow models train.
+    """
+
+    pool_x: torch.Tensor
+    pool_y: torch.Tensor
+    candidates_x: torch.Tensor
+    candidates_y: torch.Tensor
+    build_model: Callable[[], nn.Module]
+    training: ClientConfig
+    device: torch.device
+
+
 class MembershipInference(PrivacyAttack):
     """Scores examples by how likely they were in a model's training data."""
 
     kind = "membership"
+
+    def prepare(self, data: AttackerData, generator: torch.Generator) -> None:
+        """Everything the attack does before it sees the target model (shadow models); random
+        choices from ``generator``. Nothing by default."""
 
     @abstractmethod
     def scores(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Self, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fedsec.privacy.base import PRIVACY_ATTACKS
+from fedsec.privacy.dp_sgd import DPSGDConfig
 from fedsec.privacy.loss_threshold import LossThreshold
 
 MAX_IMAGES = 64
@@ -59,26 +60,34 @@ class InversionConfig(PrivacySection):
 
 
 class MembershipConfig(PrivacySection):
-    """Membership inference on the global model: training examples against test examples."""
+    """Membership inference on the global model: examples of the clients it trained on against
+    test examples, and the clients it trained on against the others."""
 
     rounds: list[Annotated[int, Field(ge=1)]] | None = _rounds_field("the last round")
     samples: int = Field(
-        2000, ge=1, le=10_000, description="Members drawn from the clients' partitions, and as many non-members "
-        "from the test split (TPR at 0.1% FPR needs at least 1,000).")
-    attack: MembershipSpec = Field(  # type: ignore[valid-type]
-        default_factory=LossThreshold.Params, description="Membership attack and its parameters.")
+        2000, ge=1, le=10_000, description="Examples drawn from the clients' partitions (an equal share of each "
+        "client's; those of clients sampled so far are the members), and as many non-members from the test split "
+        "(TPR at 0.1% FPR needs at least 1,000); the test split's other examples are the attacker's own.")
+    attacks: list[MembershipSpec] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [LossThreshold.Params()], min_length=1, max_length=8,
+        description="Membership attacks run on the global model, each with its parameters (loss-threshold, "
+        "shadow, lira).")
 
 
 class PrivacyConfig(PrivacySection):
-    """Privacy attacks by the server on what it holds; records go to ``privacy.jsonl``."""
+    """Privacy attacks by the server on what it holds, and the clients' DP-SGD against them;
+    records go to ``privacy.jsonl``."""
 
     inversion: InversionConfig | None = Field(None, description="Gradient inversion of one client's updates.")
     membership: MembershipConfig | None = Field(None, description="Membership inference on the global model.")
+    dp_sgd: DPSGDConfig | None = Field(
+        None, description="DP-SGD in every honest client's local training, with its (ε, δ) per round "
+        "(none: plain training).")
 
     @model_validator(mode="after")
     def _something(self) -> Self:
-        if self.inversion is None and self.membership is None:
-            raise ValueError("give inversion, membership or both")
+        if self.inversion is None and self.membership is None and self.dp_sgd is None:
+            raise ValueError("give inversion, membership, dp_sgd or several")
         return self
 
     def problems(self, rounds: int, num_clients: int, optimizer: str) -> list[str]:

@@ -47,7 +47,7 @@ class InvertingGradients(GradientInversion):
         tv_weight: float = Field(
             1e-4, ge=0, description="Weight of total variation, on 0..1 pixels (the reference's 1e-4 on "
             "normalised pixels for single images).")
-        restarts: int = Field(1, ge=1, le=100, description="Independent random starts; the lowest loss wins.")
+        restarts: int = Field(1, ge=1, le=100, description="Independent random starts (count); the lowest loss wins.")
         signed: bool = Field(True, description="Adam on the sign of the image gradient (the reference's signed).")
         labels: Literal["idlg", "joint"] = Field(
             "idlg", description="idlg: labels from the last layer's update, fixed; joint: soft labels "

@@ -53,7 +53,8 @@ class Detector(Watermark):
         layer: str | None = Field(
             None, description="Module whose input activations are read (default: the last linear layer).")
         hidden: int = Field(64, ge=1, description="Hidden units of the projection network.")
-        weight: float = Field(5.0, gt=0, description="λ: weight of the watermark loss next to the clean loss.")
+        weight: float = Field(
+            5.0, gt=0, description="λ: weight of the watermark loss next to the clean loss (dimensionless).")
 
     params: Params
     statistic = "wdr"

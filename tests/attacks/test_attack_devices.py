@@ -9,7 +9,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @cuda
-@pytest.mark.parametrize("name", DATA_ATTACKS.names())
+@pytest.mark.parametrize("name", [n for n in DATA_ATTACKS.names() if build_data_attack({"name": n}).surrogate_models() == 0])
 def test_data_attacks_on_cuda_match_cpu(name: str) -> None:
     x = torch.randint(0, 256, (16, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     y = torch.arange(16) % 10

@@ -18,7 +18,10 @@ REGISTRIES = [DATA_ATTACKS, MODEL_ATTACKS]
 
 
 def test_the_registries_hold_the_scenario_names() -> None:
-    assert DATA_ATTACKS.names() == ["badnets", "blended", "dba", "label-flip", "sig", "wanet"]
+    assert DATA_ATTACKS.names() == [
+        "badnets", "blended", "bullseye-polytope", "convex-polytope", "dba", "hidden-trigger", "label-flip",
+        "poison-frogs", "sig", "wanet",
+    ]  # fmt: skip
     assert MODEL_ATTACKS.names() == [
         "alie", "constrain-scale", "gaussian", "ipm", "minmax", "minsum", "neurotoxin", "scaling", "sign-flip",
     ]  # fmt: skip

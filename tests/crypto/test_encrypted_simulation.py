@@ -49,10 +49,17 @@ def run(tmp_path: Path, **changes: object) -> tuple[RunDirectory, list[torch.Ten
     return run_dir, models
 
 
+@pytest.fixture(scope="module")
+def fedavg_ckks(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDirectory, list[torch.Tensor]]:
+    """The small scenario under CKKS, uninterrupted (compared with plaintext and with a resumed run)."""
+    return run(tmp_path_factory.mktemp("ckks"), encryption={"mode": "ckks"})
+
+
 @pytest.mark.parametrize("defenses", [[], [{"name": "norm-clipping"}, {"name": "multi-krum", "m": 3}]], ids=["fedavg", "clip-multi-krum"])
-def test_encrypted_run_matches_plaintext(tmp_path: Path, defenses: list) -> None:
+def test_encrypted_run_matches_plaintext(tmp_path: Path, defenses: list, request: pytest.FixtureRequest) -> None:
     _, plain = run(tmp_path / "plain", defenses=defenses)
-    run_dir, encrypted = run(tmp_path / "ckks", defenses=defenses, encryption={"mode": "ckks"})
+    run_dir, encrypted = (run(tmp_path / "ckks", defenses=defenses, encryption={"mode": "ckks"}) if defenses
+                          else request.getfixturevalue("fedavg_ckks"))
     assert len(plain) == len(encrypted) == 3
     for p, e in zip(plain, encrypted, strict=True):
         assert (p - e).abs().max().item() <= 1e-4
@@ -105,8 +112,9 @@ def test_black_box_watermark_in_an_encrypted_federation(tmp_path: Path) -> None:
     assert key not in metrics and key not in run_dir.file(DECRYPTIONS_FILE).read_text()
 
 
-def test_an_interrupted_encrypted_run_resumes_from_ciphertexts(tmp_path: Path) -> None:
-    _, uninterrupted = run(tmp_path / "whole", encryption={"mode": "ckks"})
+def test_an_interrupted_encrypted_run_resumes_from_ciphertexts(
+        tmp_path: Path, fedavg_ckks: tuple[RunDirectory, list[torch.Tensor]]) -> None:
+    _, uninterrupted = fedavg_ckks
 
     class Crash(FederationServer):
         def run_round(self, round_number, nodes):  # type: ignore[no-untyped-def]

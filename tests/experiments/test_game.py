@@ -12,7 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 from fedsec.cli import app
-from fedsec.experiments.game import attacker_utility, payoff_matrix, solve_zero_sum
+from fedsec.experiments.game import Costs, attacker_utility, game_file, payoff_matrix, solve_zero_sum
+
+GAME = "game-attack-vs-defenses.json"
 
 
 def test_matching_pennies_is_half_half_with_value_zero() -> None:
@@ -92,15 +94,15 @@ def test_game_command_solves_a_sweep_and_saves_the_game(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["game", str(tmp_path / "s"), "--attacker", "attack", "--defender", "defenses",
                                       "--ma-min", "0.8"])
     assert result.exit_code == 0, result.output
-    game = json.loads((tmp_path / "s" / "game.json").read_text())
+    game = json.loads((tmp_path / "s" / GAME).read_text())
     assert game["attacker_labels"] == ["badnets", "blended"] and game["defender_labels"] == ["krum", "median"]
     assert game["payoff"] == [[0.0, 1.0], [1.0, 0.0]]
     assert game["attacker_strategy"] == pytest.approx([0.5, 0.5]) and game["value"] == pytest.approx(0.5)
-    assert "game value (attacker's expected utility): 0.5000" in result.output
+    assert "game value (attacker's expected utility): 0.5000 (50.0 %)" in result.output
 
     floor = CliRunner().invoke(app, ["game", str(tmp_path / "s"), "--attacker", "attack", "--defender", "defenses",
                                      "--ma-min", "0.95"])
-    assert floor.exit_code == 0 and json.loads((tmp_path / "s" / "game.json").read_text())["value"] == 0.0
+    assert floor.exit_code == 0 and json.loads((tmp_path / "s" / GAME).read_text())["value"] == 0.0
 
 
 def test_game_command_rejects_unknown_keys(tmp_path: Path) -> None:
@@ -129,7 +131,7 @@ def test_game_refuses_an_accuracy_floor_outside_0_1(tmp_path: Path, value: str, 
     result = CliRunner().invoke(app, ["game", str(sweep), "--attacker", "attack", "--defender", "defenses",
                                       "--ma-min", value])
     assert result.exit_code == 2 and result.stderr == message
-    assert not (sweep / "game.json").exists()
+    assert not (sweep / GAME).exists()
 
 
 def test_game_names_the_grid_keys_when_a_player_has_none(tmp_path: Path) -> None:
@@ -147,5 +149,84 @@ def test_game_warns_when_no_attack_pays(tmp_path: Path) -> None:
     assert paying.exit_code == 0 and paying.stderr == ""
     floor = CliRunner().invoke(app, ["game", str(sweep), "--attacker", "attack", "--defender", "defenses",
                                      "--ma-min", "0.95"])
-    assert floor.exit_code == 0 and json.loads((sweep / "game.json").read_text())["payoff"] == [[0, 0], [0, 0]]
+    assert floor.exit_code == 0 and json.loads((sweep / GAME).read_text())["payoff"] == [[0, 0], [0, 0]]
     assert floor.stderr.startswith("warning: every payoff is 0 (no cell has an ASR above 0 with MA above 0.95)")
+
+
+WRECK = [  # the "wreck" defense rejects every attacker but halves the main accuracy
+    {"attack": "weak", "defenses": "fedavg", "asr": 0.5, "ma": 0.9, "attack_budget": 0.1, "recall": None,
+     "aggregate_s": 1.0},
+    {"attack": "weak", "defenses": "wreck", "asr": 0.0, "ma": 0.5, "attack_budget": 0.1, "recall": 1.0,
+     "aggregate_s": 3.0},
+    {"attack": "strong", "defenses": "fedavg", "asr": 0.9, "ma": 0.88, "attack_budget": 0.4, "recall": None,
+     "aggregate_s": 1.0},
+    {"attack": "strong", "defenses": "wreck", "asr": 0.0, "ma": 0.5, "attack_budget": 0.4, "recall": 1.0,
+     "aggregate_s": 3.0},
+]
+COSTS = Costs(poisoning=0.5, detection=0.2, lost_ma=2.0, compute=0.01)
+
+
+def finished(rows: list[dict]) -> list[dict]:
+    return [{**r, "seed": 0, "status": "finished", "run": f"cells/{r['attack']}-{r['defenses']}"} for r in rows]
+
+
+def test_a_defense_that_wrecks_the_model_wins_only_the_plain_game() -> None:
+    plain = payoff_matrix(finished(WRECK), ["attack"], ["defenses"], ma_min=0.4)
+    assert plain.payoff.tolist() == [[0.5, 0.0], [0.9, 0.0]]
+    assert solve_zero_sum(plain.payoff).column == pytest.approx([0, 1], abs=1e-7)  # always wreck
+
+    # By hand, best MA 0.9: weak/fedavg 0.5 - 0.5*0.1 + 0.01*1 = 0.46; weak/wreck 0 - 0.05 - 0.2*1 + 2*0.4 + 0.03
+    # = 0.58; strong/fedavg 0.9 - 0.2 + 2*0.02 + 0.01 = 0.75; strong/wreck 0 - 0.2 - 0.2 + 0.8 + 0.03 = 0.43.
+    aware = payoff_matrix(finished(WRECK), ["attack"], ["defenses"], ma_min=0.4, costs=COSTS)
+    assert aware.attacker_labels == ["weak", "strong"] and aware.best_ma == 0.9
+    assert aware.payoff == pytest.approx(np.array([[0.46, 0.58], [0.75, 0.43]]))
+    assert aware.terms["lost_ma"] == pytest.approx(np.array([[0, 0.8], [0.04, 0.8]]))
+    assert aware.terms["detection"].tolist() == [[0, -0.2], [0, -0.2]]  # fedavg never rejects: nothing detected
+    # 2x2 without a saddle point: the attacker mixes p on weak with 0.46p + 0.75(1-p) = 0.58p + 0.43(1-p),
+    # p = 0.32/0.44; the defender q on fedavg with 0.46q + 0.58(1-q) = 0.75q + 0.43(1-q), q = 0.15/0.44.
+    eq = solve_zero_sum(aware.payoff)
+    assert eq.row == pytest.approx([0.32 / 0.44, 0.12 / 0.44])
+    assert eq.column == pytest.approx([0.15 / 0.44, 0.29 / 0.44])
+    assert eq.value == pytest.approx(0.75 - 0.29 * 0.32 / 0.44)
+
+
+def test_a_cost_needs_what_it_counts() -> None:
+    rows = finished([{**WRECK[0], "aggregate_s": None}])
+    assert payoff_matrix(rows, ["attack"], ["defenses"], 0.4).payoff.tolist() == [[0.5]]
+    with pytest.raises(ValueError, match="no aggregate_s recorded"):
+        payoff_matrix(rows, ["attack"], ["defenses"], 0.4, Costs(compute=1.0))
+
+
+def test_cost_aware_game_command_keeps_one_file_per_analysis(tmp_path: Path) -> None:
+    write_sweep(tmp_path / "s", finished(WRECK))
+    args = ["game", str(tmp_path / "s"), "--attacker", "attack", "--defender", "defenses", "--ma-min", "0.4"]
+    costs = ["--poisoning-cost", "0.5", "--detection-cost", "0.2", "--ma-cost", "2", "--compute-cost", "0.01"]
+    result = CliRunner().invoke(app, [*args, *costs])
+    assert result.exit_code == 0, result.output
+    game = json.loads((tmp_path / "s" / GAME).read_text())
+    assert game["costs"] == {"poisoning": 0.5, "detection": 0.2, "lost_ma": 2.0, "compute": 0.01}
+    assert np.array(game["payoff"]) == pytest.approx(np.array([[0.46, 0.58], [0.75, 0.43]]))
+    assert game["defender_strategy"] == pytest.approx([0.15 / 0.44, 0.29 / 0.44])
+    assert "payoff (%): attacker utility ASR x 1[MA > 0.4] - 0.5 x budget" in result.output
+    assert "weak   | 46.0 | 58.0" in result.output
+    fixed = CliRunner().invoke(app, [*args, "--where", "attack=weak"])
+    assert fixed.exit_code == 0, fixed.output
+    assert {f.name for f in (tmp_path / "s").glob("game-*.json")} == {GAME, game_file(
+        ["attack"], ["defenses"], ["attack=weak"])}
+    negative = CliRunner().invoke(app, [*args, "--ma-cost", "-1"])
+    assert negative.exit_code == 2 and negative.stderr == "--ma-cost -1: expected a cost of 0 or more (utility units)\n"
+
+
+def test_game_explains_the_axes_it_needs(tmp_path: Path) -> None:
+    sweep = pennies(tmp_path / "s")
+    result = CliRunner().invoke(app, ["game", str(sweep), "--defender", "defenses"])
+    assert result.exit_code == 2 and result.stderr.startswith("fedsec game needs two sets of grid keys: --attacker")
+    assert result.stderr.endswith("(this sweep's grid keys: attack, defenses)\n")
+
+
+def test_game_warns_on_a_tie(tmp_path: Path) -> None:
+    rows = [{"attack": a, "defenses": d, "seed": 0, "status": "finished", "ma": 0.9, "asr": 0.3, "run": "x"}
+            for a in ("badnets", "blended") for d in ("krum", "median")]
+    write_sweep(tmp_path / "s", rows)
+    result = CliRunner().invoke(app, ["game", str(tmp_path / "s"), "--attacker", "attack", "--defender", "defenses"])
+    assert result.exit_code == 0 and result.stderr.startswith("warning: every payoff is 30.0 %, a tie")

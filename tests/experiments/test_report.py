@@ -1,15 +1,14 @@
-"""HTML reports of a run and of a sweep: self-contained, every section's plots embedded and
-decodable; checked in a headless Chromium when one is installed."""
+"""HTML reports of a run, of several runs and of a sweep: self-contained pages whose embedded
+chart specs hold the numbers of the run files, sections only where there is data, humanised
+units."""
 
 from __future__ import annotations
 
-import base64
-import io
+import html
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,95 +16,140 @@ import yaml
 from typer.testing import CliRunner
 
 from fedsec.cli import app
-from fedsec.experiments import figures
 from fedsec.experiments.report import heatmap_axes, write_report
+from fedsec.experiments.table import ci_rows, mean_ci95, read_sweep
 from fedsec.results import RunDirectory
 
-IMAGE = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([^"]+)">')
+SPEC = re.compile(r'<script type="application/json" class="chart-spec" data-chart="[^"]+" data-name="([^"]*)">'
+                  r"(.*?)</script>", re.S)
+SEEDS = (0, 1, 2)
 
 
-def make_run(path: Path, rounds: int = 4, ma_offset: float = 0.0) -> Path:
+def make_run(path: Path, rounds: int = 4, ma_offset: float = 0.0, attacked: bool = True) -> Path:
+    """A finished run directory of ``rounds`` rounds, 4 clients (client 3 malicious when ``attacked``)."""
     path.mkdir(parents=True)
     run = RunDirectory(path)
     for r in range(1, rounds + 1):
-        run.append_round({
-            "round": r, "ma": 0.5 + 0.1 * r + ma_offset, "asr": 0.9 - 0.2 * r, "wm_accuracy": 0.25 * r,
-            "wm_bits": 3.0 * r, "tp": 1, "fp": r % 2, "fn": 0, "tn": 3, "precision": 1.0, "recall": 1.0,
-            "fpr": (r % 2) / 4, "train_s": 1.0, "aggregate_s": 0.1, "eval_s": 0.2, "round_s": 1.3,
-            "bytes_down": 4_000_000, "bytes_up": 4_000_000,
-        })
-    run.write_json("summary.json", {"name": path.name, "rounds": rounds, "ma": 0.5 + 0.1 * rounds + ma_offset,
-                                    "asr": 0.1, "recall": 1.0, "fpr": 0.125, "wall_s": 5.0})
-    run.write_json("partitions.json", {"sizes": [30, 20], "label_counts": [[10, 20], [15, 5]]})
+        record = {"round": r, "ma": 0.5 + 0.1 * r + ma_offset, "wm_accuracy": 0.25 * r, "wm_bits": 3.0 * r,
+                  "train_s": 1.0, "aggregate_s": 0.1, "eval_s": 0.2, "round_s": 1.3,
+                  "bytes_down": 4_000_000, "bytes_up": 4_000_000}
+        if attacked:
+            record |= {"asr": 0.9 - 0.2 * r, "tp": 1, "fp": r % 2, "fn": 0, "tn": 2, "precision": 1.0, "recall": 1.0,
+                       "fpr": (r % 2) / 3, "malicious_share": 0.1}
+        else:
+            record |= {"tp": 0, "fp": 0, "fn": 0, "tn": 4, "precision": None, "recall": None, "fpr": 0.0}
+        run.append_round(record)
+        run.append_clients([{"round": r, "client": c, "role": "malicious" if attacked and c == 3 else "benign",
+                             "accepted": c != 3, "train_loss": 0.5 + c, "scores": {"krum": 10.0 * (c + 1)}}
+                            for c in range(4)])
+    summary = {"name": path.name, "rounds": rounds, "ma": 0.5 + 0.1 * rounds + ma_offset, "fpr": 0.0,
+               "bytes_down": 16_000_000, "wall_s": 5.0}
+    if attacked:
+        summary |= {"asr": 0.1, "recall": 1.0, "fpr": 0.125}
+    run.write_json("summary.json", summary)
+    run.write_json("partitions.json", {"sizes": [30, 20, 10, 10],
+                                       "label_counts": [[10, 20], [15, 5], [5, 5], [10, 0]]})
+    attack = {"fraction": 0.25, "data": {"name": "badnets"}} if attacked else None
     (path / "scenario.yaml").write_text(yaml.safe_dump({
-        "name": "r", "seed": 0, "rounds": rounds, "data": {"dataset": "digits", "num_clients": 2,
+        "name": "r", "seed": 0, "rounds": rounds, "data": {"dataset": "digits", "num_clients": 4,
                                                            "partitioner": {"name": "iid"}},
-        "model": {"name": "mlp"}, "sampling": {"clients_per_round": 2},
-        "attack": {"fraction": 0.5, "data": {"name": "badnets"}}, "defenses": [{"name": "krum", "f": 1}]}))
+        "model": {"name": "mlp"}, "sampling": {"clients_per_round": 4}, "attack": attack,
+        "defenses": [{"name": "krum", "f": 1}]}))
     return path
 
 
 def make_sweep(path: Path) -> Path:
+    """A sweep directory: 2 attacks x 2 defenses x 3 seeds, with run directories."""
     rows = []
     for a in ("badnets", "dba"):
         for i, d in enumerate(("fedavg", "flame")):
-            for seed in (0, 1):
+            for seed in SEEDS:
                 run = f"cells/{a}_{d}_s{seed}"
-                make_run(path / run, ma_offset=-0.01 * (i + seed))
-                rows.append({"attack": a, "defenses": d, "seed": seed, "status": "finished", "ma": 0.9 - 0.01 * i,
-                             "asr": 0.8 if d == "fedavg" else 0.1, "recall": 0.5, "fpr": 0.1, "wm_verified": True,
-                             "wall_s": 3.0, "run": run})
+                make_run(path / run, ma_offset=-0.01 * i - 0.05 * seed)
+                rows.append({"attack": a, "defenses": d, "seed": seed, "status": "finished",
+                             "ma": 0.9 - 0.01 * i - 0.002 * seed, "asr": (0.8 if d == "fedavg" else 0.1) + 0.01 * seed,
+                             "recall": 0.5, "fpr": 0.1, "wm_verified": True, "wall_s": 3.0, "run": run})
     grid = {"attack": {"badnets": {}, "dba": {}}, "defenses": {"fedavg": [], "flame": [{"name": "flame"}]}}
     (path / "sweep.yaml").write_text(yaml.safe_dump({"name": "demo", "base": "b.yaml", "set": {"rounds": 4},
-                                                     "grid": grid, "seeds": [0, 1]}))
+                                                     "grid": grid, "seeds": list(SEEDS)}))
     header = list(rows[0])
     (path / "sweep.csv").write_text(
         ",".join(header) + "\n" + "".join(",".join(str(r[k]) for k in header) + "\n" for r in rows))
     return path
 
 
-def embedded_images(text: str) -> dict[str, np.ndarray]:
-    """alt text -> decoded image (fails if a PNG does not decode)."""
-    from matplotlib import image as mpimg
+def chart_specs_all(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """(chart name, the Plotly figure spec) of every chart embedded in the page, in page order."""
+    return [(html.unescape(name), json.loads(body.replace("<\\/", "</"))) for name, body in SPEC.findall(text)]
 
-    return {alt: mpimg.imread(io.BytesIO(base64.b64decode(data)), format="png") for alt, data in IMAGE.findall(text)}
+
+def chart_specs(text: str) -> dict[str, dict[str, Any]]:
+    """Chart name -> the Plotly figure spec embedded in the page (the last of a name)."""
+    return dict(chart_specs_all(text))
+
+
+def outside_scripts(text: str) -> str:
+    return re.sub(r"<script\b[^>]*>.*?</script>", "", text, flags=re.S)
 
 
 def assert_self_contained(text: str) -> None:
-    assert not re.search(r'(src|href)\s*=\s*"(?!data:)', text) and "url(" not in text and "@import" not in text
+    """No reference leaves the file: no src or non-anchor href, no CSS url() or @import; the
+    Plotly library is embedded exactly once."""
+    markup = outside_scripts(text)
+    assert not re.search(r'\bsrc\s*=', markup) and not re.search(r'href\s*=\s*"(?!#)', markup)
+    assert "url(" not in markup and "@import" not in markup
+    assert text.count("plotly.js v") >= 1 and text.count("<script>/**") == 1
 
 
-def test_run_report_has_every_section_with_plots(tmp_path: Path) -> None:
+def headings(text: str) -> list[str]:
+    return re.findall(r"<h2 id=\"s\d+\">([^<]*)</h2>", text)
+
+
+def test_run_report_has_every_section_with_charts(tmp_path: Path) -> None:
     path = write_report(make_run(tmp_path / "run"))
     text = path.read_text()
     assert path == tmp_path / "run" / "report.html"
     assert_self_contained(text)
-    for heading in ("Scenario", "Summary", "Accuracy and watermark", "Detection", "Partitions", "Costs"):
-        assert f"<h2>{heading}</h2>" in text
-    images = embedded_images(text)
-    assert set(images) == {"accuracy per round", "watermark statistics per round", "detection rates per round",
-                           "label histogram per client", "seconds per phase", "megabytes per round"}
-    assert all(img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0 for img in images.values())
-    assert "badnets (fraction 0.5)" in text and "krum" in text
-    assert "<td class=\"text\">traffic up (MB)</td><td>16.00</td>" in text  # 4 rounds x 4 MB
+    assert headings(text) == ["Scenario", "Summary", "Accuracy and watermark", "Detection", "Clients", "Partitions",
+                              "Costs"]
+    specs = chart_specs(text)
+    assert set(specs) == {"accuracy per round", "watermark statistics per round", "detection rates per round",
+                          "malicious share per round", "label histogram per client", "seconds per phase",
+                          "megabytes per round"}
+    accuracy = {t["name"]: t for t in specs["accuracy per round"]["data"]}
+    assert accuracy["MA"]["x"] == [1, 2, 3, 4] and accuracy["MA"]["y"] == pytest.approx([0.6, 0.7, 0.8, 0.9])
+    assert specs["accuracy per round"]["layout"]["yaxis"]["tickformat"] == ".0%"
+    assert set(accuracy) == {"MA", "ASR", "wm_accuracy"}  # wm_bits is not a rate: a chart of its own
+    histogram = specs["label histogram per client"]
+    assert histogram["layout"]["xaxis"]["type"] == "category" and histogram["data"][0]["x"] == ["0", "1", "2", "3"]
+    assert [t["y"] for t in histogram["data"]] == [[10, 15, 5, 10], [20, 5, 5, 0]]
+    megabytes = {t["name"]: t["y"] for t in specs["megabytes per round"]["data"]}
+    assert megabytes == {"down": [4.0] * 4, "up": [4.0] * 4}
+    assert "badnets (fraction 0.25)" in text and "krum" in text
+    assert '<td class="text">traffic up</td><td data-value="16.0">16.00 MB</td>' in text  # 4 rounds x 4 MB
+    assert '<td class="text">traffic down</td><td data-value="16000000">16.00 MB</td>' in text  # summary.json
+    assert '<td class="text">wall time</td><td data-value="5.0">5.00 s</td>' in text
+    assert '<td class="text">ASR</td><td data-value="0.1">10.00 %</td>' in text
 
 
-def test_sweep_report_has_table_heatmaps_and_curves(tmp_path: Path) -> None:
-    sweep = make_sweep(tmp_path / "sweep")
-    (sweep / "game.json").write_text(json.dumps({
-        "ma_min": 0.8, "attacker_labels": ["badnets", "dba"], "defender_labels": ["fedavg", "flame"],
-        "payoff": [[0.8, 0.1], [0.8, 0.1]], "attacker_strategy": [1.0, 0.0], "defender_strategy": [0.0, 1.0],
-        "value": 0.1}))
-    result = CliRunner().invoke(app, ["report", str(sweep)])
-    assert result.exit_code == 0, result.output
-    text = (sweep / "report.html").read_text()
-    assert_self_contained(text)
-    images = embedded_images(text)
-    assert {"heatmap of ma", "heatmap of asr", "heatmap of recall", "heatmap of fpr", "MA per round",
-            "ASR per round", "payoff matrix"} <= set(images)
-    assert "<td>80.0 ± 0.0</td>" in text and "<td>2/2</td>" in text  # ASR against fedavg; watermark verified
-    assert "<h2>Results (mean ± 95% CI over seeds)</h2>" in text and "Student&#x27;s t" in text
-    assert "Game value (attacker's expected utility): 10.00 %" in text
+def test_client_table_is_sortable_with_role_acceptance_and_scores(tmp_path: Path) -> None:
+    text = write_report(make_run(tmp_path / "run")).read_text()
+    table = re.search(r'<table class="sortable"><thead><tr>(.*?)</tr></thead><tbody>(.*?)</tbody>', text).groups()
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", table[0]) == ["client", "role", "rounds", "accepted", "score: krum",
+                                                              "train loss", "failures"]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table[1])]
+    assert rows[3] == ["3", "malicious", "4", "0/4", "40", "3.5000", "0"]
+    assert rows[0][:5] == ["0", "benign", "4", "4/4", "10"]
+
+
+def test_run_without_attackers_has_no_detection_section(tmp_path: Path) -> None:
+    text = write_report(make_run(tmp_path / "run", attacked=False)).read_text()
+    assert "Detection" not in headings(text)
+    assert set(chart_specs(text)) == {"accuracy per round", "watermark statistics per round",
+                                      "label histogram per client", "seconds per phase", "megabytes per round"}
+    assert "ASR" not in {t["name"] for t in chart_specs(text)["accuracy per round"]["data"]}
+    summary = outside_scripts(text).split('id="s1">Summary</h2>')[1].split("<h2")[0]
+    assert ">FPR<" not in summary and "honest updates rejected" in summary and "recall" not in summary
 
 
 def test_run_report_of_a_rule_that_never_rejects_says_n_a(tmp_path: Path) -> None:
@@ -117,18 +161,69 @@ def test_run_report_of_a_rule_that_never_rejects_says_n_a(tmp_path: Path) -> Non
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     run.write_json("summary.json", {"name": "run", "rounds": 4, "recall": None, "malicious_share": 0.25})
     text = write_report(path).read_text()
-    assert "Detection rates: n/a" in text and "<td>n/a</td>" in text and "<td>25.00 %</td>" in text
-    assert "malicious share per round" in embedded_images(text)
-    assert "detection rates per round" not in embedded_images(text)
+    assert "Detection rates: n/a" in text and "<td>n/a</td>" in text and ">25.00 %</td>" in text
+    assert "malicious share per round" in chart_specs(text)
+    assert "detection rates per round" not in chart_specs(text)
 
 
-def test_curves_shade_the_interval_band() -> None:
-    from matplotlib import image as mpimg
+def test_sweep_report_has_bands_heatmaps_equal_to_the_table_and_a_game(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "sweep")
+    (sweep / "game.json").write_text(json.dumps({
+        "ma_min": 0.8, "attacker_labels": ["badnets", "dba"], "defender_labels": ["fedavg", "flame"],
+        "payoff": [[0.8, 0.1], [0.8, 0.1]], "attacker_strategy": [1.0, 0.0], "defender_strategy": [0.0, 1.0],
+        "value": 0.1}))
+    (sweep / "game-attack-vs-defenses.json").write_text(json.dumps({
+        "ma_min": 0.8, "attacker_labels": ["badnets", "dba"], "defender_labels": ["fedavg", "flame"],
+        "costs": {"poisoning": 0.5}, "payoff": [[0.7, -0.1], [0.7, -0.1]], "attacker_strategy": [1.0, 0.0],
+        "defender_strategy": [0.0, 1.0], "value": -0.1}))
+    result = CliRunner().invoke(app, ["report", str(sweep)])
+    assert result.exit_code == 0, result.output
+    text = (sweep / "report.html").read_text()
+    assert_self_contained(text)
+    specs = chart_specs(text)
+    assert {"heatmap of ma", "heatmap of asr", "heatmap of recall", "heatmap of fpr", "MA per round",
+            "ASR per round", "payoff matrix"} <= set(specs)
 
-    series = {"a": [(1, 0.2), (2, 0.5), (3, 0.6)]}
-    plain = mpimg.imread(io.BytesIO(figures.curves(series, "t")), format="png")
-    banded = mpimg.imread(io.BytesIO(figures.curves(series, "t", bands={"a": [0.1, 0.1, 0.2]})), format="png")
-    assert plain.shape == banded.shape and not np.array_equal(plain, banded)
+    keys = ["attack", "defenses"]
+    summary = {(line["attack"], line["defenses"]): line for line in ci_rows(read_sweep(sweep).rows, keys)}
+    for metric in ("ma", "asr", "recall", "fpr"):
+        heat = specs[f"heatmap of {metric}"]["data"][0]
+        assert heat["y"] == ["badnets", "dba"] and heat["x"] == ["fedavg", "flame"]
+        expected = [[summary[a, d][f"{metric}_mean"] for d in heat["x"]] for a in heat["y"]]
+        np.testing.assert_allclose(heat["z"], expected, rtol=1e-12)
+    assert specs["heatmap of asr"]["data"][0]["z"][0] == pytest.approx([0.81, 0.11])
+
+    traces = specs["MA per round"]["data"]
+    lines = [t for t in traces if t["mode"] == "lines+markers"]
+    bands = [t for t in traces if t.get("fill") == "tonexty"]
+    assert [t["name"] for t in lines] == ["badnets / fedavg", "badnets / flame", "dba / fedavg", "dba / flame"]
+    assert [t["name"] for t in bands] == [f"{t['name']} 95% CI" for t in lines]
+    # badnets / fedavg: seed s has MA 0.5 + 0.1 r - 0.05 s; round 1 over 3 seeds
+    mean, half = mean_ci95([0.6, 0.55, 0.5])
+    assert lines[0]["y"][0] == pytest.approx(mean) and bands[0]["y"][0] == pytest.approx(mean - half)
+    upper = next(t for t in traces if t["name"] == "badnets / fedavg upper 95% CI")
+    assert upper["y"][0] == pytest.approx(mean + half) and upper["legendgroup"] == lines[0]["legendgroup"]
+
+    assert ">81.0 ± 2.5</td>" in text and ">3/3</td>" in text  # ASR against fedavg; watermark verified
+    assert "<h2 id=\"s1\">Results (mean ± 95% CI over seeds)</h2>" in text and "Student's t" in text
+    games = [spec["data"][0] for name, spec in chart_specs_all(text) if name == "payoff matrix"]
+    assert [g["z"] for g in games] == [[[0.7, -0.1], [0.7, -0.1]], [[0.8, 0.1], [0.8, 0.1]]]
+    assert "zmin" not in games[0] and "zmin" in games[1]  # a payoff less costs leaves the 0..1 scale
+    assert headings(text)[-2:] == ["Game (attack-vs-defenses)", "Game (attacker vs defender)"]
+    assert "Game value (attacker's expected utility): 10.00 %" in text
+
+
+def test_several_runs_are_overlaid(tmp_path: Path) -> None:
+    first, second = make_run(tmp_path / "a"), make_run(tmp_path / "b", ma_offset=-0.1)
+    out = tmp_path / "both.html"
+    result = CliRunner().invoke(app, ["report", str(first), str(second), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    specs = chart_specs(out.read_text())
+    ma = {t["name"]: t["y"] for t in specs["MA per round"]["data"]}
+    assert ma == {"a": pytest.approx([0.6, 0.7, 0.8, 0.9]), "b": pytest.approx([0.5, 0.6, 0.7, 0.8])}
+    assert "seconds per round" in specs
+    refused = CliRunner().invoke(app, ["report", str(first), str(tmp_path), "--out", str(out)])
+    assert refused.exit_code == 2 and "not a run directory" in refused.output
 
 
 def test_report_of_something_else_is_a_clear_error(tmp_path: Path) -> None:
@@ -142,51 +237,10 @@ def test_heatmap_axes_prefer_attack_and_defense() -> None:
     assert heatmap_axes(["client.lr"]) == ("client.lr", None)
 
 
-def find_browser() -> str | None:
-    """A Chromium-family binary on PATH, or the one Playwright installed, if any."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
-        if path := shutil.which(name):
-            return path
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return None
-    with sync_playwright() as p:
-        path = p.chromium.executable_path
-    return path if Path(path).exists() else None
-
-
-# Appended to a copy of the report: once the page has loaded, the title says how many images
-# decoded and whether any script error happened.
-PROBE = """<script>
-window.__errors = 0;
-window.addEventListener('error', () => { window.__errors += 1; }, true);
-window.addEventListener('load', () => {
-  const images = [...document.images];
-  const decoded = images.filter(i => i.complete && i.naturalWidth > 0).length;
-  document.title = `probe images=${images.length} decoded=${decoded} errors=${window.__errors}`;
-});
-</script>"""
-
-
-@pytest.mark.parametrize("kind", ["run", "sweep"])
-def test_report_renders_in_headless_chromium(tmp_path: Path, kind: str) -> None:
-    browser = find_browser()
-    if browser is None:
-        pytest.skip("no Chromium/Chrome binary found (chromium, chromium-browser, google-chrome, or Playwright's)")
-    target = make_run(tmp_path / "run") if kind == "run" else make_sweep(tmp_path / "sweep")
-    text = write_report(target).read_text()
-    probed = tmp_path / "probed.html"
-    probed.write_text(text.replace("</body>", PROBE + "</body>"))
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--allow-file-access-from-files",
-             "--virtual-time-budget=5000", "--window-size=1200,2400"]
-    dom = subprocess.run([*flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
-    count = len(IMAGE.findall(text))
-    assert f"probe images={count} decoded={count} errors=0" in dom.stdout, dom.stderr[-2000:]
-
-    screenshot = tmp_path / "page.png"
-    subprocess.run([*flags, f"--screenshot={screenshot}", probed.as_uri()], capture_output=True, timeout=120)
-    from matplotlib import image as mpimg
-
-    pixels = mpimg.imread(screenshot)
-    assert pixels.std() > 0.05  # not a blank page: text and plots were drawn
+def test_a_corrupt_client_record_is_named(tmp_path: Path) -> None:
+    path = make_run(tmp_path / "run")
+    with open(path / "clients.jsonl", "a") as f:
+        f.write('{"round": 5, "client": "third"}\n')
+    result = CliRunner().invoke(app, ["report", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{path / 'clients.jsonl'}: record 17: client: ")

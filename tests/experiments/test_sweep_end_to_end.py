@@ -55,14 +55,16 @@ def test_sweep_writes_tables_and_report_and_resumes(tmp_path: Path) -> None:
         assert summary["data"]["dataset"] == "digits"
 
     table = (out / "sweep.md").read_text().splitlines()
-    assert len(table) == 2 + 4 + 2  # header, rule, one line per grid combination, blank line, caption
-    assert all(re.search(r"\| 1 \| \d+\.\d \|", line) for line in table[2:6])  # one seed: no interval
+    # settings every cell shares, blank line, header, rule, one line per grid combination, blank line, caption
+    assert len(table) == 2 + 2 + 4 + 2 and table[0].startswith("Every run: attack badnets")
+    assert all(re.search(r"\| 1 \| \d+\.\d \|", line) for line in table[4:8])  # one seed: no interval
     with open(out / "sweep_ci.csv", newline="") as f:
         assert [(int(row["ma_n"]), row["ma_ci95"]) for row in csv.DictReader(f)] == [(1, "")] * 4
 
     report = (out / "report.html").read_text()
-    assert report.count('src="data:image/png;base64,') >= 4
-    assert not re.search(r'(src|href)="(?!data:)', report)  # self-contained: no external reference
+    assert report.count('class="chart-spec"') >= 4  # heat-maps and curves
+    markup = re.sub(r"<script\b[^>]*>.*?</script>", "", report, flags=re.S)
+    assert not re.search(r'\bsrc=|href="(?!#)', markup)  # self-contained: no external reference
 
     summaries = sorted(out.glob("cells/*/summary.json"))
     stamps = [p.stat().st_mtime_ns for p in summaries]
@@ -78,7 +80,7 @@ def test_sweep_writes_tables_and_report_and_resumes(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert game.returncode == 0, game.stderr[-3000:]
-    solved = json.loads((out / "game.json").read_text())
+    solved = json.loads((out / "game-attack.data.poison_fraction-vs-defenses.json").read_text())
     assert solved["attacker_labels"] == ["0.2", "0.8"] and solved["defender_labels"] == ["none", "median"]
     for strategy in (solved["attacker_strategy"], solved["defender_strategy"]):
         assert abs(sum(strategy) - 1) < 1e-9 and min(strategy) >= -1e-9

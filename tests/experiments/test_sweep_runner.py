@@ -11,9 +11,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fedsec.experiments.grid import SweepSpec, parse_grid_option
-from fedsec.experiments.sweep import PlannedCell, plan, run_sweep
+from typer.testing import CliRunner
+
+from fedsec.cli import app
+from fedsec.experiments.grid import SweepSpec, make_axis, parse_grid_option
+from fedsec.experiments.sweep import (
+    PlannedCell,
+    grid_problem,
+    plan,
+    reusable_cells,
+    run_sweep,
+    write_sweep_file,
+)
 from fedsec.experiments.table import format_values, markdown_table, mean_ci95, read_csv, write_tables
+from fedsec.scenario import ScenarioError
 
 BASE = {"name": "b", "rounds": 1, "data": {"dataset": "digits", "num_clients": 3}, "model": {"name": "mlp"}}
 
@@ -89,8 +100,12 @@ def test_tables_show_mean_and_confidence_interval_over_seeds(spec: SweepSpec, tm
     lines = (out / "sweep.md").read_text().splitlines()
     # lr 0.1: MA 10% and 20% over seeds 0 and 1 -> 15.0 ± t(0.975, 1) * 7.07 / sqrt(2) = 63.5;
     # lr 0.2: only seed 0 finished -> 20.0, no interval. No detection recorded: n/a.
-    assert lines[2].startswith("| 0.1 | 2 | 15.0 ± 63.5 | – | n/a | n/a |")
-    assert lines[3].startswith("| 0.2 | 1 | 20.0 | – | n/a | n/a |")
+    assert lines[0] == "Every run: attack none; defense fedavg; data digits, 3 clients, dirichlet α=0.5"
+    assert lines[2] == ("| client.lr | seeds | MA (%) | ASR (%) | recall (%) | FPR (%) | malicious share (%) "
+                        "| time (s) |")
+    assert lines[4].startswith("| 0.1 | 2 | 15.0 ± 63.5 | – | n/a | n/a |")
+    assert lines[5].startswith("| 0.2 | 1 | 20.0 | – | n/a | n/a |")
+    assert (rows[0]["setting_attack"], rows[0]["setting_defense"], rows[0]["attack_budget"]) == ("none", "fedavg", 0.0)
     assert "95% confidence interval" in lines[-1]
     assert markdown_table(rows, ["client.lr"]) == (out / "sweep.md").read_text()
     ci = read_csv(out / "sweep_ci.csv", ["client.lr"])
@@ -113,3 +128,52 @@ def test_watermark_columns_are_summarised() -> None:
     assert format_values([10.0, 14.0], "wm_bits") == "12.0 ± 25.4"
     assert format_values([None, None], "asr") == "–"
     assert format_values([None, None], "recall") == "n/a"
+
+
+def test_cells_finished_in_another_sweep_are_copied_not_run(spec: SweepSpec, tmp_path: Path) -> None:
+    first = plan(spec, tmp_path / "a")
+    run_sweep(spec, first, runner=fake_runner([]))
+    tampered = next(p for p in first if p.scenario.client.lr == 0.2 and p.scenario.seed == 1)
+    scenario = yaml.safe_load((tampered.path / "scenario.yaml").read_text())
+    (tampered.path / "scenario.yaml").write_text(yaml.safe_dump({**scenario, "rounds": 2}))  # computed something else
+
+    wider = SweepSpec(spec.base, "wider", (), (parse_grid_option("client.lr=0.2,0.3"),), (0, 1))
+    planned = plan(wider, tmp_path / "b")
+    reuse = reusable_cells(planned, [tmp_path / "a"])
+    same = next(p for p in first if p.scenario.client.lr == 0.2 and p.scenario.seed == 0)
+    assert list(reuse.values()) == [same.path]
+    log: list[str] = []
+    outcome = run_sweep(wider, planned, runner=fake_runner(log), reuse=reuse)
+    assert [p.path for p in outcome.reused] == list(reuse) and len(log) == 3 == len(outcome.ran)
+    copy = outcome.reused[0].path
+    assert (copy / "summary.json").read_bytes() == (same.path / "summary.json").read_bytes()
+    assert json.loads((copy / "cell.json").read_text())["reused_from"] == str(same.path)
+    assert yaml.safe_load((copy / "scenario.yaml").read_text())["output"]["dir"] == str(tmp_path / "b" / "cells")
+    with pytest.raises(ScenarioError, match="not a sweep directory"):
+        reusable_cells(planned, [tmp_path])
+
+
+def test_a_sweep_directory_refuses_another_grid(spec: SweepSpec, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert grid_problem(spec, out) is None
+    write_sweep_file(spec, out)
+    more = SweepSpec(spec.base, "t", (), (parse_grid_option("client.lr=0.1,0.2,0.3"),), (0, 1, 2))
+    assert grid_problem(more, out) is None  # more values and seeds of the same grid
+    relabelled = SweepSpec(spec.base, "t", (), (make_axis("client.lr", {"0.1": 0.5}),), None)
+    assert grid_problem(relabelled, out) == (f"{out}: made from another grid (client.lr=0.1 stood for other values "
+                                            "there); give another --out, or remove the directory")
+    result = CliRunner().invoke(app, ["sweep", str(spec.base), "--grid", "rounds=1,2", "--out", str(out)])
+    assert result.exit_code == 2 and result.stderr == (
+        f"{out}: made from another grid (keys client.lr; this sweep: rounds); give another --out, or remove the "
+        "directory\n")
+
+
+def test_cells_track_into_the_sweep_with_their_grid_labels(spec: SweepSpec, tmp_path: Path) -> None:
+    plain = plan(spec, tmp_path / "out")
+    trackers = [{"name": "mlflow"}, {"name": "tensorboard"}]
+    spec.base.write_text(yaml.safe_dump({**BASE, "output": {"trackers": trackers}}))
+    tracked = plan(spec, tmp_path / "out")
+    assert [p.path for p in tracked] == [p.path for p in plain]  # trackers do not change what a cell computes
+    mlflow, tensorboard = tracked[0].scenario.output.trackers
+    assert mlflow.tracking_uri == (tmp_path / "out" / "mlruns").resolve().as_uri() and mlflow.experiment == "t"
+    assert mlflow.labels == tensorboard.labels == {"grid.client.lr": "0.1"}

@@ -1,9 +1,10 @@
 """A planted backdoor on a tiny world: 8x8 grey images of four classes (a bright blob each), a
-one-pixel trigger in the bottom-right corner relabelling to class 0, and an MLP trained on 20%
-poisoned data (with weight decay). Single-threaded torch (the machine is shared)."""
+one-pixel trigger in the bottom-right corner relabelling to class 0, and an MLP (or a small CNN)
+trained on 20% poisoned data (with weight decay). Single-threaded torch (the machine is shared)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -38,14 +39,21 @@ def blobs(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     return x.clamp(max=255).to(torch.uint8), y
 
 
-def trigger(x: Tensor) -> Tensor:
+def trigger(x: Tensor, side: int = 1) -> Tensor:
+    """The bottom-right ``side`` x ``side`` square set to white."""
     out = x.clone()
-    out[:, :, 7, 7] = 255
+    out[:, :, 8 - side:, 8 - side:] = 255
     return out
 
 
 def mlp() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, CLASSES))
+
+
+def cnn() -> nn.Module:
+    """Two convolutions at full 8 x 8 resolution, then a linear head (Grad-CAM needs a convolution)."""
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(8 * 64, CLASSES))
 
 
 def train(model: nn.Module, x: Tensor, y: Tensor, steps: int = 400) -> nn.Module:
@@ -66,21 +74,32 @@ def one_thread() -> None:
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def world() -> World:
+def planted(architecture: Callable[[], nn.Module], side: int = 1) -> World:
+    torch.set_num_threads(1)  # session fixtures are built before the autouse one_thread
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     x, y = blobs(3000, g)
     poisoned = torch.rand(len(y), generator=g) < 0.2
     x_train, y_train = x.clone(), y.clone()
-    x_train[poisoned] = trigger(x[poisoned])
+    x_train[poisoned] = trigger(x[poisoned], side)
     y_train[poisoned] = TARGET
-    model = train(mlp(), x_train, y_train)
+    model = train(architecture(), x_train, y_train)
     clean_x, clean_y = blobs(1000, g)
     test_x, test_y = blobs(1000, g)
     victims = test_x[test_y != TARGET]
-    world = World(model, CleanData(clean_x, clean_y, CLASSES, (0.0,), (1.0,)), test_x, test_y, trigger(victims))
+    world = World(model, CleanData(clean_x, clean_y, CLASSES, (0.0,), (1.0,)), test_x, test_y, trigger(victims, side))
     accuracy = (model(test_x.float() / 255).argmax(1) == test_y).float().mean()
     success = (model(world.triggered.float() / 255).argmax(1) == TARGET).float().mean()
     assert accuracy > 0.95 and success > 0.95, (accuracy, success)
     return world
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    return planted(mlp)
+
+
+@pytest.fixture(scope="session")
+def conv_world() -> World:
+    """A 3 x 3 trigger: Grad-CAM's map of the small CNN is too coarse to single out one pixel."""
+    return planted(cnn, 3)

@@ -55,7 +55,9 @@ def scenario(**guards: object):  # noqa: ANN201
         "runtime_guards": {"clean_samples": 600, "chains": {
             "strip": [{"name": "strip", "frr": 0.05}],
             "squeeze-pair": [{"name": "feature-squeezing", "frr": 0.05},
-                             {"name": "model-pairing", "frr": 0.05, "translation": "least-squares"}]},
+                             {"name": "model-pairing", "frr": 0.05, "translation": "least-squares"}],
+            "bdmae": [{"name": "bdmae", "patch": 2, "inpainter_width": 8, "inpainter_steps": 20, "batch_size": 64,
+                       "initial_inner": 2, "initial_outer": 2, "refine_steps": 2}]},
             **guards},
     })
 
@@ -89,23 +91,24 @@ def test_audit_records_and_calibration_on_training_images(
 
     index = clean_indices(len(dataset.train_y), 600, s.seed)
     assert len(set(index.tolist())) == 600 and index.max() < len(dataset.train_y)
-    assert len(fitted) == 3
+    assert len(fitted) == 4
     for clean in fitted:
         assert (clean.x[:, 0, 0, 0] == 0).all()
         assert clean.x.untyped_storage().data_ptr() != dataset.test_x.untyped_storage().data_ptr()
     assert torch.equal(fitted[0].x, dataset.train_x[torch.from_numpy(index)])
 
-    assert [r["chain"] for r in records] == ["strip", "squeeze-pair"]
-    strip, pair = records
+    assert [r["chain"] for r in records] == ["strip", "squeeze-pair", "bdmae"]
+    strip, pair, purify = records
     assert pair["guards"] == ["feature-squeezing", "model-pairing"] and len(pair["auc"]) == 2
-    for r in records:
+    assert purify["frr"] == 0 and purify["far"] == 1 and purify["thresholds"] == [None]
+    for r in records[:2]:
         assert r["round"] == 2 and r["ma"] > 0.9 and r["asr"] > 0.9
         assert 0 <= r["frr"] <= 0.15 and r["sda"] <= r["ma"]
         assert r["far"] <= 0.1 and r["sasr"] <= r["far"] + 1e-6
         assert r["seconds_per_1000"] > 0 and r["plain_seconds_per_1000"] > 0
     assert strip["auc"][0] > 0.95
     summary = audit.summary(records)["runtime_guards"]
-    assert set(summary) == {"strip", "squeeze-pair"} and summary["strip"]["far"] == strip["far"]
+    assert set(summary) == {"strip", "squeeze-pair", "bdmae"} and summary["strip"]["far"] == strip["far"]
 
 
 def test_no_section_no_audit(dataset: ImageDataset) -> None:

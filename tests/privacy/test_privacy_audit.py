@@ -1,5 +1,6 @@
 """The privacy audit: the section's schema, inversion of what the server received in plaintext,
-nothing inverted from ciphertexts, membership figures, records and summary."""
+nothing inverted from ciphertexts, membership figures per example and per client, the DP-SGD
+accountant, records and summary."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from fedsec.data.datasets import ImageDataset
 from fedsec.params import model_vector
 from fedsec.privacy import PrivacyConfig
 from fedsec.privacy.audit import PrivacyAudit
+from fedsec.privacy.dp_sgd import epsilon
 from fedsec.results import append_jsonl, read_jsonl
 from fedsec.scenario import Scenario, ScenarioError, parse_scenario
 from fedsec.training import train_local
@@ -84,7 +86,7 @@ def test_plaintext_update_is_inverted_and_scored(dataset: ImageDataset, tiny_mod
     append_jsonl(tmp_path / audit.record_file, records + final)
     summary = audit.summary(read_jsonl(tmp_path / audit.record_file))["privacy"]
     assert summary["dlg"]["reconstructed"] == 1 and summary["dlg"]["psnr"] == pytest.approx(record["psnr"][0], rel=1e-4)
-    assert summary["membership"]["auc"] == pytest.approx(final[0]["auc"], rel=1e-4)
+    assert summary["membership"]["loss-threshold"]["auc"] == pytest.approx(final[0]["auc"], rel=1e-4)
     json.dumps(summary)
 
 
@@ -123,13 +125,16 @@ def test_more_examples_than_max_images_are_skipped(
 
 
 @pytest.mark.parametrize(("privacy", "message"), [
-    ({}, "privacy: give inversion, membership or both"),
+    ({}, "privacy: give inversion, membership, dp_sgd or several"),
     ({"inversion": {"attacks": [DLG], "extra": 1}}, "privacy.inversion.extra: unknown key"),
     ({"inversion": {"attacks": []}}, "privacy.inversion.attacks"),
     ({"inversion": {"attacks": [{"name": "gradient-magic"}]}}, "privacy.inversion.attacks.0.name"),
     ({"inversion": {"attacks": [{"name": "dlg", "iterations": 0}]}}, "iterations"),
     ({"inversion": {"attacks": [{"name": "loss-threshold"}]}}, "privacy.inversion.attacks.0.name"),
-    ({"membership": {"attack": {"name": "dlg"}}}, "privacy.membership.attack.name"),
+    ({"membership": {"attacks": [{"name": "dlg"}]}}, "privacy.membership.attacks.0.name"),
+    ({"membership": {"attacks": [{"name": "lira", "shadow_models": 1}]}}, "shadow_models"),
+    ({"dp_sgd": {"noise_multiplier": 1.0}}, "privacy.dp_sgd.max_grad_norm"),
+    ({"dp_sgd": {"noise_multiplier": -1, "max_grad_norm": 1}}, "privacy.dp_sgd.noise_multiplier"),
     ({"membership": {"rounds": [0]}}, "privacy.membership.rounds.0"),
 ])
 def test_schema_errors(privacy: dict[str, Any], message: str) -> None:
@@ -162,3 +167,34 @@ def test_summary_of_an_exact_reconstruction(dataset: ImageDataset) -> None:
               "psnr": [None, 30.0], "ssim": [1.0, 0.5], "label_recovery": 1.0}
     entry = audit.summary([record])["privacy"]["dlg"]
     assert entry["psnr"] == float("inf") and entry["ssim"] == 0.75 and entry["reconstructed"] == 1
+
+
+def test_members_are_the_sampled_clients_examples(dataset: ImageDataset, tiny_model: TinyModel, tmp_path: Path) -> None:
+    """10 of 40 clients (one image each) trained in round 1: their 10 candidates are the members,
+    the other 30 clients are the client-level non-members."""
+    s = scenario({"membership": {"rounds": [1], "samples": 30}}, sampling={"clients_per_round": 10})
+    audit = build_audits(s, dataset, torch.device("cpu"))[0]
+    torch.manual_seed(0)
+    (record,) = audit(view(tiny_model(), 1, {}, tmp_path))
+    assert (record["members"], record["nonmembers"]) == (10, 30)
+    assert (record["member_clients"], record["nonmember_clients"]) == (10, 30)
+    assert 0 <= record["client_auc"] <= 1 and "client_tpr_at_fpr_0.01" in record
+
+
+def test_dp_sgd_epsilon_composes_a_clients_rounds(dataset: ImageDataset, tiny_model: TinyModel, tmp_path: Path) -> None:
+    """Every client holds one image and takes one full-batch step per round; a fresh audit (a
+    resumed run) reads the earlier rounds back from the record file."""
+    s = scenario({"dp_sgd": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}})
+    assert s.privacy is not None and s.privacy.dp_sgd is not None
+    audit = build_audits(s, dataset, torch.device("cpu"))[0]
+    assert audit.due(1, False) and audit.due(2, False)
+    first = audit(view(tiny_model(), 1, {0: torch.zeros(1), 3: torch.zeros(1)}, tmp_path))
+    append_jsonl(tmp_path / audit.record_file, first)
+    resumed = build_audits(s, dataset, torch.device("cpu"))[0]
+    second = resumed(view(tiny_model(), 2, {0: torch.zeros(1)}, tmp_path))
+    append_jsonl(tmp_path / audit.record_file, second)
+    once, twice = epsilon(s.privacy.dp_sgd, 1.0, 1), epsilon(s.privacy.dp_sgd, 1.0, 2)
+    assert first[0]["clients"] == [0, 3] and first[0]["steps"] == [1, 1] and first[0]["epsilon"] == [once, once]
+    assert second[0]["epsilon"] == [twice] and second[0]["max_epsilon"] == twice > once
+    summary = resumed.summary(read_jsonl(tmp_path / audit.record_file))["privacy"]["dp_sgd"]
+    assert summary["epsilon"] == pytest.approx(twice, rel=1e-5) and summary["clients"] == 2 and summary["delta"] == 1e-5

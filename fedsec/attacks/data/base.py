@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, NamedTuple, Self
 
 import torch
 from pydantic import Field, model_validator
-from torch import Tensor
+from torch import Tensor, nn
 
 from fedsec.attacks.spec import AttackParams, resolve
 from fedsec.registry import Registry
@@ -53,6 +53,20 @@ class PoisonedBatch(NamedTuple):
     x: Tensor
     y: Tensor
     mask: Tensor
+
+
+class CraftingContext(NamedTuple):
+    """What a client holds when it crafts poisons with the model before training.
+
+    ``models``: the global model of this round first, then the earlier global models this client
+    received (surrogates), latest first; ``test_x``/``test_y``: the test set the targets are chosen
+    from (uint8 images, labels); ``generator``: the client's randomness this round.
+    """
+
+    models: Sequence[nn.Module]
+    test_x: Tensor
+    test_y: Tensor
+    generator: torch.Generator
 
 
 class DataAttack(ABC):
@@ -112,6 +126,20 @@ class DataAttack(ABC):
         """The triggers the evaluator scores, by metric name: ``asr`` for :meth:`apply_test_trigger`,
         plus any the method also scores alone (DBA's parts)."""
         return {"asr": self.apply_test_trigger}
+
+    def surrogate_models(self) -> int:
+        """Global models :meth:`craft` uses (this round's and earlier ones); 0: it does not craft."""
+        return 0
+
+    def craft(self, x: Tensor, y: Tensor, context: CraftingContext) -> PoisonedBatch | None:
+        """The client's whole partition (uint8 ``x``, labels ``y``) with poisons crafted on
+        ``context`` before local training; None: the method poisons batch by batch in :meth:`poison`."""
+        return None
+
+    def poison_count(self, y: Tensor) -> int:
+        """Poisons a client whose labels are ``y`` holds: crafted ones, or the expected poisoned
+        rows per pass over its data (``poison_fraction`` of the eligible rows)."""
+        return round(self.params.poison_fraction * int(self.eligible(y).sum()))
 
     def check(self, image_shape: tuple[int, int, int], num_classes: int) -> list[str]:
         """Why the parameters do not fit images of ``image_shape`` (C, H, W) from ``num_classes``

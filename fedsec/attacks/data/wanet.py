@@ -25,7 +25,8 @@ class WaNet(DataAttack):
 
     class Params(DataAttackParams):
         name: Literal["wanet"] = "wanet"
-        grid_size: int = Field(4, ge=1, description="k, side of the control grid of the warping field.")
+        grid_size: int = Field(
+            4, ge=1, description="k, side of the control grid of the warping field (control points).")
         strength: float = Field(
             0.5, ge=0.0, description="s, warping strength: mean displacement about s/2 pixels along each axis."
         )

@@ -18,7 +18,7 @@ class DirichletPartitioner(Partitioner):
     """Per-class client shares drawn from Dirichlet(alpha); smaller alpha is more skewed."""
 
     name: Literal["dirichlet"] = "dirichlet"
-    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (> 0).")
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (> 0, dimensionless).")
     min_partition_size: int = Field(
         10, ge=0, le=MAX_EXAMPLES,
         description="Redraw until every client has at least this many examples "

@@ -26,7 +26,8 @@ class Distill(Removal):
         name: Literal["distill"] = "distill"
         epochs: int = Field(5, ge=1, description="Passes over the attacker's images.")
         fraction: float = Field(0.1, gt=0, le=1, description="Share of the training set queried (0..1).")
-        temperature: float = Field(2.0, gt=0, description="Softmax temperature T of teacher and student.")
+        temperature: float = Field(
+            2.0, gt=0, description="Softmax temperature T of teacher and student (dimensionless).")
         lr: float = Field(0.05, gt=0, description="SGD learning rate of the student.")
         batch_size: int = Field(64, ge=1, description="Images per step.")
 

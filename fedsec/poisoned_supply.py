@@ -1,0 +1,42 @@
+"""A poisoned data supply: the partitions of chosen honest clients, with a data attack's poisons
+in place of some of their examples, built once per client from the scenario's seed.
+
+The client trains on the poisoned partition without knowing; only the evaluator reads the mask
+of poisoned rows (for the poison counts and the precision/recall of sanitization).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fedsec.attacks import build_data_attack
+from fedsec.attacks.data.base import PoisonedBatch
+from fedsec.federated_data import FederatedData
+from fedsec.scenario import Scenario
+
+SUPPLY_ROUND = -1
+"""The round number of the supply's seed: before the federation's first round."""
+
+
+def supplied_partition(scenario: Scenario, data: FederatedData, partition: int, seed: int) -> PoisonedBatch:
+    """``partition``'s images and labels as its client holds them, with the mask of the rows the
+    poisoned supply replaced (all False for a client the supply does not reach); ``seed``: the
+    partition's seed in round :data:`SUPPLY_ROUND` (fedsec.client.client_seed)."""
+    x, y = data.client(partition)
+    supply = scenario.data_supply
+    if supply is None or partition not in supply.clients(scenario.data.num_clients, scenario.seed):
+        return PoisonedBatch(x, y, torch.zeros_like(y, dtype=torch.bool))
+    return build_data_attack(supply.attack).poison(x, y, torch.Generator().manual_seed(seed))
+
+
+def removal_scores(removed: int, removed_poisons: int, held: int, poisons: int) -> dict[str, float | None]:
+    """The evaluator's scores of a sanitization that removed ``removed`` of ``held`` rows, of which
+    ``removed_poisons`` of the ``poisons`` rows: ``sanitization_precision`` (share of removed rows
+    that were poisons), ``sanitization_recall`` (share of poisons removed), ``sanitization_clean_removed``
+    (share of clean rows removed); None where undefined."""
+    clean = held - poisons
+    return {
+        "sanitization_precision": removed_poisons / removed if removed else None,
+        "sanitization_recall": removed_poisons / poisons if poisons else None,
+        "sanitization_clean_removed": (removed - removed_poisons) / clean if clean else None,
+    }
