@@ -26,6 +26,23 @@ REQUIREMENTS: dict[str, InputRequirement] = {"resnet18": InputRequirement("32x32
 """Models that train on some datasets only, by registered name; the others take any image shape."""
 
 
+def output_layer(model: nn.Module) -> nn.Linear:
+    """The model's last linear layer: its output layer (every registered model ends in one)."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+
+def penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N, d) input of the model's output layer for the inputs ``x`` (the model's own input scale);
+    differentiable unless the caller runs it under ``torch.no_grad``, in the mode the caller set."""
+    captured: list[torch.Tensor] = []
+    handle = output_layer(model).register_forward_pre_hook(lambda _module, inputs: captured.append(inputs[0].flatten(1)))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return captured[0]
+
+
 def dataset_problems(model: str, dataset: str) -> list[str]:
     """Why the model registered as ``model`` cannot train on the dataset ``dataset`` (one line
     each); empty when it can."""

@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from fedsec.data.datasets import MAX_EXAMPLES, ImageDataset
-from fedsec.models import build_model
-from fedsec.sanitization import last_layer
+from fedsec.models import build_model, output_layer
 from fedsec.training import MAX_EPOCHS, ClientConfig, train_local
 
 
@@ -49,7 +48,7 @@ def held_out_indices(num_train: int, samples: int, seed: int) -> np.ndarray:
 
 def freeze_for_fine_tuning(model: nn.Module, fine_tune: str) -> None:
     """Leave only the last layer trainable (``last-layer``), or every parameter (``whole-model``)."""
-    head = set(map(id, last_layer(model).parameters()))
+    head = set(map(id, output_layer(model).parameters()))
     for parameter in model.parameters():
         parameter.requires_grad_(fine_tune == "whole-model" or id(parameter) in head)
 

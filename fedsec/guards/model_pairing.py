@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from fedsec.guards.base import GUARDS, CleanData, Guard, GuardParams, images
+from fedsec import models
 from fedsec.models import MODELS, build_model
 
 Translation = Literal["linear-cosine", "least-squares", "rotation"]
@@ -26,16 +27,8 @@ Translation = Literal["linear-cosine", "least-squares", "rotation"]
 @torch.no_grad()
 def penultimate(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     """(N, d) embeddings of images ``x`` in 0..1: the input of the model's last linear layer."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    captured: list[Tensor] = []
-    hook = last.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].flatten(1)))
     model.eval()
-    try:
-        for batch in x.split(batch_size):
-            model(batch)
-    finally:
-        hook.remove()
-    return torch.cat(captured)
+    return torch.cat([models.penultimate(model, batch) for batch in x.split(batch_size)])
 
 
 def cosine_translator(probe: Tensor, reference: Tensor, steps: int, lr: float, batch_size: int,

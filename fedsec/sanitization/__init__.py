@@ -6,7 +6,6 @@ from fedsec.sanitization.base import (
     Sanitizer,
     SanitizerParams,
     build_sanitizer,
-    last_layer,
     penultimate_features,
 )
 from fedsec.sanitization import activation_clustering, spectral_signatures  # noqa: F401 (registers)
@@ -18,6 +17,5 @@ __all__ = [
     "Sanitizer",
     "SanitizerParams",
     "build_sanitizer",
-    "last_layer",
     "penultimate_features",
 ]

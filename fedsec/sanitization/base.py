@@ -16,6 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from fedsec.models import penultimate
 from fedsec.registry import Registry
 
 
@@ -68,23 +69,10 @@ def build_sanitizer(spec: Mapping[str, Any] | SanitizerParams) -> Sanitizer:
 def penultimate_features(model: nn.Module, x: Tensor, batch_size: int, device: torch.device) -> Tensor:
     """The inputs of ``model``'s last layer (its penultimate activations) on uint8 images ``x``,
     float ``(N, d)`` on ``device``, computed in batches of ``batch_size``."""
-    head = last_layer(model)
-    captured: list[Tensor] = []
-    handle = head.register_forward_pre_hook(lambda _module, inputs: captured.append(inputs[0].flatten(1)))
     was_training = model.training
     model.eval()
     try:
-        for batch in x.split(batch_size):
-            model(batch.to(device).float().div_(255.0))
+        captured = [penultimate(model, batch.to(device).float().div_(255.0)) for batch in x.split(batch_size)]
     finally:
-        handle.remove()
         model.train(was_training)
     return torch.cat(captured) if captured else torch.zeros(0, 0, device=device)
-
-
-def last_layer(model: nn.Module) -> nn.Module:
-    """The last module of ``model`` (registration order) that holds parameters itself: its output layer."""
-    holders = [m for m in model.modules() if next(m.parameters(recurse=False), None) is not None]
-    if not holders:
-        raise ValueError("the model has no parameters")
-    return holders[-1]

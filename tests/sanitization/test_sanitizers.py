@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from fedsec.sanitization import build_sanitizer, last_layer, penultimate_features
+from fedsec.models import output_layer
+from fedsec.sanitization import build_sanitizer, penultimate_features
 from fedsec.sanitization.spectral_signatures import spectral_signature_scores
 
 
@@ -71,7 +72,7 @@ def test_penultimate_features_are_the_inputs_of_the_output_layer() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
     x = torch.randint(0, 256, (10, 1, 4, 4), dtype=torch.uint8)
     features = penultimate_features(model, x, batch_size=4, device=torch.device("cpu"))
-    assert last_layer(model) is model[3]
+    assert output_layer(model) is model[3]
     assert torch.allclose(features, model[:3](x.float() / 255))
     assert model.training  # restored
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from fedsec.attacks.data.base import CraftingContext, DataAttack, DataAttackParams, PoisonedBatch, to_uint8
+from fedsec.models import penultimate
 
 FeatureMap = Callable[[Tensor], Tensor]
 """Images (N, C, H, W) in 0..1 -> penultimate features (N, d), differentiable."""
@@ -26,19 +28,8 @@ def feature_map(model: nn.Module) -> FeatureMap:
 
     The model is put in eval mode and its parameters frozen: crafting only moves the images.
     """
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     model.eval().requires_grad_(False)
-
-    def features(x: Tensor) -> Tensor:
-        captured: list[Tensor] = []
-        handle = last.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].flatten(1)))
-        try:
-            model(x)
-        finally:
-            handle.remove()
-        return captured[0]
-
-    return features
+    return partial(penultimate, model)
 
 
 def project_linf(x: Tensor, center: Tensor, epsilon: float) -> Tensor:
