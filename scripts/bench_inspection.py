@@ -82,6 +82,7 @@ def main() -> None:
     cleanse = build_inspector({"name": "neural-cleanse", "epochs": args.epochs})
     tabor = build_inspector({"name": "tabor", "epochs": args.epochs})
     restore = build_inspector({"name": "restore", "query_budget": args.restore_budget})
+    deep_inspect = build_inspector({"name": "deep-inspect"})
     weights = build_inspector({"name": "weight-space", "references": args.references})
     base = model_vector(model)
     references = []
@@ -101,6 +102,8 @@ def main() -> None:
         (f"restore, black-box, {args.restore_budget} queries",
          median_seconds(lambda: restore.inspect(QueryFunction.of_model(model, args.restore_budget), x, y,
                                                 torch.Generator().manual_seed(0)), args.repeats)),
+        ("deep-inspect, white-box, defaults (no clean data used)",
+         median_seconds(lambda: deep_inspect.inspect(model, x, y, torch.Generator().manual_seed(0)), args.repeats)),
         (f"weight-space fit on {args.references} references", fit),
         ("weight-space inspection", median_seconds(lambda: weights.inspect(model, x, y, g), args.repeats)),
         ("fine-pruning repair (5 epochs)",

@@ -16,7 +16,7 @@ from fedsec.inspection.base import (
     build_inspector,
     build_repair,
 )
-from fedsec.inspection import fine_pruning, neural_cleanse, restore, tabor, weight_space  # noqa: F401 (registers)
+from fedsec.inspection import deep_inspect, fine_pruning, neural_cleanse, restore, tabor, weight_space  # noqa: F401 (registers)
 from fedsec.inspection.config import InspectionConfig  # after the methods: it builds the union of their Params
 from fedsec.inspection import audit  # noqa: F401 (registers the audit builder)
 

@@ -8,7 +8,9 @@ from fedsec.watermark.base import (
     Watermark,
     WatermarkParams,
 )
-from fedsec.watermark import detector, ewe, fedcrypt, keyed_labels, mixup, noise_patterns, uchida  # noqa: F401 (registers)
+from fedsec.watermark import (  # noqa: F401 (registers)
+    detector, ewe, fedcrypt, keyed_labels, mixup, noise_patterns, rose_mix, uchida,
+)
 from fedsec.watermark.config import WatermarkConfig  # after the schemes: it builds the union of their Params
 from fedsec.watermark.settings import EmbeddingConfig, WatermarkSchedule
 from fedsec.watermark.stats import Verdict, binomial_p_value

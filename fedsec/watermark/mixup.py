@@ -1,4 +1,4 @@
-"""Mixup triggers with fresh verification triggers (in the spirit of MIXER / RoSe-Mix).
+"""Mixup triggers with fresh verification triggers (in the spirit of MIXER, Kallas & Furon, ICASSP 2023).
 
 The secret is a key image ``k`` and a label shift ``s`` in 1..C−1. A trigger is any natural image
 ``x`` of class ``y`` blended with the key, ``(1 − blend)·x + blend·k``, labelled ``(y + s) mod C``.
@@ -9,7 +9,7 @@ the keyed rule, not a list of answers.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -23,6 +23,14 @@ from fedsec.watermark.base import (
     key_generator,
 )
 from fedsec.watermark.trigger_set import TriggerSetWatermark
+
+BlendWeight = Annotated[float, Field(gt=0, lt=1, description="Weight of the key image in a trigger (0..1).")]
+"""The share of the key image in a blended trigger, as a scheme's parameter."""
+
+
+def draw_key_image(generator: torch.Generator, shape: torch.Size) -> Tensor:
+    """A uniformly random uint8 key image of ``shape`` (channels, height, width) drawn from ``generator``."""
+    return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
 
 
 def blend(x: Tensor, key_image: Tensor, weight: float) -> Tensor:
@@ -48,14 +56,14 @@ class Mixup(TriggerSetWatermark):
         verification_triggers: int = Field(
             100, ge=1, description="Fresh blended images used only for verification (rounded down to a "
             "multiple of C, class-balanced).")
-        blend: float = Field(0.4, gt=0, lt=1, description="Weight of the key image in a trigger (0..1).")
+        blend: BlendWeight = 0.4
 
     params: Params
 
     def create(self, key: bytes, pool: OwnerPool, model: nn.Module) -> Secrets:
         generator = key_generator(key, "mixup")
         p, c = self.params, self.num_classes
-        key_image = torch.randint(0, 256, pool.x.shape[1:], generator=generator, dtype=torch.uint8)
+        key_image = draw_key_image(generator, pool.x.shape[1:])
         shift = int(torch.randint(1, c, (), generator=generator))
         x, y = pool.take(p.triggers)
         per_class = p.verification_triggers // c
