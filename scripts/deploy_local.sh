@@ -34,6 +34,7 @@ nodes=$1 scenario=$2 overrides=${3:-}
 export PATH="$PWD/.venv/bin:$PATH"
 source scripts/_env.sh
 source scripts/_processes.sh
+source scripts/_app.sh
 
 if [ -n "$tls_dir" ]; then
   tls_dir=$(cd "$tls_dir" 2>/dev/null && pwd) || { echo "--tls: no directory $tls_dir" >&2; exit 2; }
@@ -139,6 +140,7 @@ for ((waited = 0; ; waited++)); do
 done
 
 # In the background and waited for, so that a TERM or INT reaches the trap at once.
-flwr run . fedsec-local --stream --run-config "scenario=\"$scenario\" set=\"$overrides\"" &
+stage_app "$FLWR_HOME/app"
+flwr run "$FLWR_HOME/app" fedsec-local --stream --run-config "scenario=\"$scenario\" set=\"$overrides\"" &
 started+=($!)
 wait $!

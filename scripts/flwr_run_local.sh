@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run a scenario through `flwr run .` (Flower's local simulation runtime) on a SuperLink this
+# Run a scenario through `flwr run` (Flower's local simulation runtime) on a SuperLink this
 # script starts on 127.0.0.1 and stops again, with every process it started, by PID.
 #
 #   scripts/flwr_run_local.sh [SCENARIO] [OVERRIDES]
@@ -14,6 +14,7 @@ overrides=${2:-}
 export PATH="$PWD/.venv/bin:$PATH"
 source scripts/_env.sh
 source scripts/_processes.sh
+source scripts/_app.sh
 
 # The federation needs one SuperNode per client partition; validate the scenario first (exit 2).
 set_args=(); IFS=';' read -ra pairs <<< "$overrides"
@@ -50,6 +51,7 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
-flwr run . fedsec-local --stream \
+stage_app "$FLWR_HOME/app"
+flwr run "$FLWR_HOME/app" fedsec-local --stream \
   --federation-config "num-supernodes=$num_clients" \
   --run-config "scenario=\"$scenario\" set=\"$overrides\""

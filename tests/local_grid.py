@@ -1,20 +1,29 @@
 """A Flower Grid that runs the ClientApp in this process: the server's round loop without Ray.
 
-For tests that need many short runs of the real server (e.g. killed and resumed at many points);
-results of the product always come from the Ray simulation.
+For tests that need many short runs of the real server and client apps (killed and resumed at
+many points, encrypted runs compared with plaintext ones): a Ray start costs 15-25 s per run on
+two cores. Results of the product always come from the Ray simulation, which the tests of
+fedsec.fl.simulation exercise, encryption included.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedsec.crypto.key_authority import KEY_FILE_ENV, KEYS_DIR, SECRET_CONTEXT_FILE
+from fedsec.fl.client_app import app as fedsec_client_app
 from fedsec.fl.protocol import PARTITION_KEY
+from fedsec.fl.server import FederationServer
+from fedsec.results import RunDirectory
+from fedsec.scenario import Scenario
 
 SERVER_NODE = 1
 FIRST_CLIENT_NODE = 1000
@@ -72,3 +81,20 @@ class LocalGrid(Grid):
     @property
     def run(self) -> object:
         raise NotImplementedError
+
+
+def run_locally(scenario: Scenario, run_dir: RunDirectory,
+                server: type[FederationServer] = FederationServer) -> dict[str, Any]:
+    """Every round of ``scenario`` with the real server and client apps over a LocalGrid; the run
+    summary. Under encryption the clients find the secret key as in a simulation, through
+    ``$FEDSEC_KEY_FILE``."""
+    key_file = str(run_dir.file(KEYS_DIR) / SECRET_CONTEXT_FILE)
+    old = os.environ.get(KEY_FILE_ENV)
+    os.environ[KEY_FILE_ENV] = key_file
+    try:
+        return server(scenario, run_dir, LocalGrid(fedsec_client_app, scenario.data.num_clients), False).run()
+    finally:
+        if old is None:
+            os.environ.pop(KEY_FILE_ENV, None)
+        else:
+            os.environ[KEY_FILE_ENV] = old

@@ -18,7 +18,7 @@ from fedsec.scenario import parse_scenario, to_yaml
 
 DRIVER = Path(__file__).parent / "kill_driver.py"
 ROUNDS = 5
-KILLS = 40
+KILLS = 24
 SCENARIO = {
     **SMALL, "rounds": ROUNDS, "defenses": [{"name": "foolsgold"}],  # per-sender history must survive
     "watermark": {"scheme": {"name": "keyed-labels", "triggers": 20}, "key": "seeded", "owner_samples": 200,

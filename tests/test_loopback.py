@@ -21,7 +21,7 @@ def group_pids(pgid: int) -> set[int]:
 def test_simulation_listens_on_loopback_only_and_stops_everything(tmp_path: Path) -> None:
     scenario = tmp_path / "net.yaml"
     scenario.write_text(yaml.safe_dump({
-        "name": "net", "rounds": 4, "data": {"dataset": "digits", "num_clients": 4},
+        "name": "net", "rounds": 2, "data": {"dataset": "digits", "num_clients": 4},
         "model": {"name": "mlp"}, "resources": {"device": "cpu"}, "output": {"dir": str(tmp_path / "runs")},
     }))
     process = subprocess.Popen([str(ROOT / ".venv/bin/fedsec"), "run", str(scenario), "--quiet"], cwd=ROOT,

@@ -19,7 +19,7 @@ from fedsec.checkpoint import CHECKPOINT_FILE
 from fedsec.results import CLIENTS_FILE, METRICS_FILE, SUMMARY_FILE, RunDirectory, read_jsonl
 
 ROOT = Path(__file__).parents[1]
-ROUNDS = 12
+ROUNDS = 6
 DEFENSES = [{"name": "foolsgold"}]  # keeps per-sender history, which must survive the resume
 WATERMARK = {"scheme": {"name": "keyed-labels", "triggers": 20}, "key": "seeded", "owner_samples": 200,
              "embedding": {"max_steps": 20}}  # the resumed owner reuses the secrets of the first part
@@ -53,11 +53,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
         metrics = None
         while time.time() < deadline and run.poll() is None:
             found = list((tmp_path / "killed").glob(f"*/{METRICS_FILE}"))
-            if found and len(read_jsonl(found[0])) >= 3:
+            if found and len(read_jsonl(found[0])) >= 2:
                 metrics = found[0]
                 break
             time.sleep(0.05)
-        assert metrics is not None, "the run ended or stalled before round 3"
+        assert metrics is not None, "the run ended or stalled before round 2"
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
         stop_tagged(tag)

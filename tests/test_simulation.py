@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fedsec.fl.simulation import simulate
+from tests.local_grid import run_locally
 from fedsec.results import (
     CLIENTS_FILE,
     METRICS_FILE,
@@ -32,11 +33,12 @@ SMALL = {
 }
 
 
-def run_small(tmp_path: Path, **changes: object) -> tuple[RunDirectory, dict]:
+def run_small(tmp_path: Path, ray: bool = True, **changes: object) -> tuple[RunDirectory, dict]:
+    """The small scenario with ``changes``, in a Flower simulation or (not ``ray``) over a LocalGrid."""
     output = {"dir": str(tmp_path), **changes.pop("output", {})}  # type: ignore[dict-item]
     scenario = parse_scenario({**SMALL, **changes, "output": output})
     run_dir = RunDirectory.create(tmp_path, scenario.name)
-    return run_dir, simulate(scenario, run_dir, show_progress=False)
+    return run_dir, (simulate(scenario, run_dir, show_progress=False) if ray else run_locally(scenario, run_dir))
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,7 @@ def test_attack_and_defense_are_scored_by_the_evaluator(tmp_path: Path) -> None:
     """Two sign-flipping clients against norm clipping + Krum: every round records detection
     counts, per-client roles, decisions and stage scores; Krum keeps the model learning."""
     run_dir, summary = run_small(
-        tmp_path,
+        tmp_path, ray=False,
         rounds=3,
         sampling={"clients_per_round": 6},
         attack={"ids": [0, 1], "model": {"name": "sign-flip", "scale": 5.0}},

@@ -15,7 +15,6 @@ import warnings
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.stats import shapiro
 from torch import Tensor
 
 MAX_STREAMS = 100
@@ -92,6 +91,8 @@ def shapiro_statistic(distances: np.ndarray, outlier_sigma: float) -> float:
     kept = distances[np.abs(distances - distances.mean()) <= outlier_sigma * distances.std()]
     if len(kept) < 3:
         return 1.0
+    from scipy.stats import shapiro  # here: scipy.stats costs ~1 s of start-up in every client process
+
     with warnings.catch_warnings():
         # scipy warns that its p-value is rough above 5,000 values and on a zero range; only W is used
         warnings.simplefilter("ignore")

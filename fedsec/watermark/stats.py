@@ -6,19 +6,22 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
-from scipy.stats import binom
 
 
 def binomial_p_value(matches: int, total: int, chance: float) -> float:
     """P[Binomial(total, chance) >= matches]: the probability that a model without the watermark
     matches at least ``matches`` of ``total`` secret answers, each by chance with probability ``chance``."""
+    from scipy.stats import binom  # here: scipy.stats costs ~1 s of start-up in every client process
+
     return float(binom.sf(matches - 1, total, chance))
 
 
 def binomial_bits(matches: int, total: int, chance: float) -> float:
     """-log2 of :func:`binomial_p_value`, summed in log space so it stays finite when the p-value
     underflows a float."""
+    from scipy.special import logsumexp
+    from scipy.stats import binom
+
     log_tail = logsumexp(binom.logpmf(np.arange(max(matches, 0), total + 1), total, chance))
     return float(max(-log_tail, 0.0) / math.log(2))
 

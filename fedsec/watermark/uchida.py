@@ -25,6 +25,25 @@ from fedsec.watermark.base import (
 from fedsec.watermark.layers import layer_problems, marked_weight
 
 
+def mean_filter(weight: Tensor) -> Tensor:
+    """w̄: the mean of ``weight`` over its output channels (dim 0), flattened to (M,)."""
+    return weight.mean(0).flatten()
+
+
+def draw_projection(generator: torch.Generator, bits: int, columns: int) -> Secrets:
+    """Secrets of T = ``bits`` bits on a mean filter of M = ``columns`` values: a Gaussian
+    ``projection`` X (T, M) and the ``bits`` b (T,), drawn in that order from ``generator``."""
+    return {
+        "projection": torch.randn(bits, columns, generator=generator),
+        "bits": torch.randint(0, 2, (bits,), generator=generator),
+    }
+
+
+def projected(weight: Tensor, projection: Tensor) -> Tensor:
+    """X·w̄ (T,): the projection of ``weight``'s mean filter; positive means bit 1."""
+    return projection.to(weight) @ mean_filter(weight)
+
+
 @WATERMARKS.register("uchida")
 class Uchida(Watermark):
     """Bits in the projection of the mean filter of one weight tensor."""
@@ -51,16 +70,11 @@ class Uchida(Watermark):
     def create(self, key: bytes, pool: OwnerPool, model: nn.Module) -> Secrets:
         generator = key_generator(key, "uchida")
         weight = dict(model.named_parameters())[marked_weight(model, self.params.layer)]
-        columns = weight[0].numel()
-        return {
-            "projection": torch.randn(self.params.bits, columns, generator=generator),
-            "bits": torch.randint(0, 2, (self.params.bits,), generator=generator),
-        }
+        return draw_projection(generator, self.params.bits, weight[0].numel())
 
     def logits(self, model: nn.Module, secrets: Secrets) -> Tensor:
         """X·w̄ (T,): positive means bit 1."""
-        weight = dict(model.named_parameters())[marked_weight(model, self.params.layer)]
-        return secrets["projection"].to(weight) @ weight.mean(0).flatten()
+        return projected(dict(model.named_parameters())[marked_weight(model, self.params.layer)], secrets["projection"])
 
     def loss(self, model: nn.Module, secrets: Secrets, generator: torch.Generator, batch_size: int) -> Tensor:
         logits = self.logits(model, secrets)

@@ -1,4 +1,6 @@
-"""Encrypted FedAvg (and Multi-Krum) in a Flower simulation: same global models as the plaintext run."""
+"""Encrypted FedAvg (and Multi-Krum): same global models as the plaintext run. One encrypted run
+is a Flower simulation (the secret key reaches Ray's client workers); the others run the same
+server and client apps over a LocalGrid in this process."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.local_grid import run_locally
 
 from fedsec.checkpoint import CHECKPOINT_FILE
 from fedsec.crypto.key_authority import DECRYPTIONS_FILE
@@ -40,19 +44,24 @@ def recording(models: list[torch.Tensor]) -> type[FederationServer]:
     return Recording
 
 
-def run(tmp_path: Path, **changes: object) -> tuple[RunDirectory, list[torch.Tensor]]:
-    """Run a small scenario; the run directory and the global model after every round."""
+def run(tmp_path: Path, ray: bool = False, **changes: object) -> tuple[RunDirectory, list[torch.Tensor]]:
+    """Run a small scenario over a LocalGrid, or in a Flower simulation when ``ray``; the run
+    directory and the global model after every round."""
     models: list[torch.Tensor] = []
     scenario = parse_scenario({**SMALL, **changes, "output": {**SMALL["output"], "dir": str(tmp_path)}})
     run_dir = RunDirectory.create(tmp_path, scenario.name)
-    simulation.simulate(scenario, run_dir, show_progress=False, server=recording(models))
+    if ray:
+        simulation.simulate(scenario, run_dir, show_progress=False, server=recording(models))
+    else:
+        run_locally(scenario, run_dir, recording(models))
     return run_dir, models
 
 
 @pytest.fixture(scope="module")
 def fedavg_ckks(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDirectory, list[torch.Tensor]]:
-    """The small scenario under CKKS, uninterrupted (compared with plaintext and with a resumed run)."""
-    return run(tmp_path_factory.mktemp("ckks"), encryption={"mode": "ckks"})
+    """The small scenario under CKKS in a Flower simulation, uninterrupted (compared with plaintext
+    and with a resumed run)."""
+    return run(tmp_path_factory.mktemp("ckks"), ray=True, encryption={"mode": "ckks"})
 
 
 @pytest.mark.parametrize("defenses", [[], [{"name": "norm-clipping"}, {"name": "multi-krum", "m": 3}]], ids=["fedavg", "clip-multi-krum"])
@@ -124,14 +133,14 @@ def test_an_interrupted_encrypted_run_resumes_from_ciphertexts(
 
     scenario = parse_scenario({**SMALL, "encryption": {"mode": "ckks"}, "output": {**SMALL["output"], "dir": str(tmp_path)}})
     run_dir = RunDirectory.create(tmp_path / "crashed", scenario.name)
-    with pytest.raises(Exception):  # noqa: B017 (Flower may wrap the server app's error)
-        simulation.simulate(scenario, run_dir, show_progress=False, server=Crash)
+    with pytest.raises(RuntimeError, match="server crash"):
+        run_locally(scenario, run_dir, Crash)
     checkpoint = torch.load(run_dir.file(CHECKPOINT_FILE), weights_only=True)
     assert checkpoint["round"] == 2 and set(checkpoint["aggregation"]) == {"ciphertexts", "defenses"}  # no plaintext model kept
     keys = (run_dir.path / "keys" / "secret.ctx").read_bytes()
     log_before = run_dir.file(DECRYPTIONS_FILE).read_text()
     resumed: list[torch.Tensor] = []
-    simulation.simulate(scenario, run_dir, show_progress=False, server=recording(resumed))
+    run_locally(scenario, run_dir, recording(resumed))
     assert (run_dir.path / "keys" / "secret.ctx").read_bytes() == keys
     assert run_dir.file(DECRYPTIONS_FILE).read_text().startswith(log_before)
     assert [r["round"] for r in run_dir.rounds()] == [1, 2, 3]
