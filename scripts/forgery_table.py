@@ -25,9 +25,9 @@ import torch
 from fedsec.data.datasets import load_dataset
 from fedsec.models import build_model
 from fedsec.training import ClientConfig, evaluate, train_local
-from fedsec.watermark.forgery import Forgery, Work, adversarial, hash_search, required_matches
+from fedsec.watermark.forgery import Forgery, Work, adversarial, hash_search
 from fedsec.watermark.keyed_labels import KeyedLabels
-from fedsec.watermark.stats import binomial_p_value
+from fedsec.watermark.stats import binomial_p_value, required_matches
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ fedsec.fl.simulation exercise, encryption included.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +19,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from fedsec.crypto.key_authority import KEY_FILE_ENV, KEYS_DIR, SECRET_CONTEXT_FILE
 from fedsec.fl.client_app import app as fedsec_client_app
+from fedsec.fl.environment import scoped_environment
 from fedsec.fl.protocol import PARTITION_KEY
 from fedsec.fl.server import FederationServer
 from fedsec.results import RunDirectory
@@ -88,13 +88,5 @@ def run_locally(scenario: Scenario, run_dir: RunDirectory,
     """Every round of ``scenario`` with the real server and client apps over a LocalGrid; the run
     summary. Under encryption the clients find the secret key as in a simulation, through
     ``$FEDSEC_KEY_FILE``."""
-    key_file = str(run_dir.file(KEYS_DIR) / SECRET_CONTEXT_FILE)
-    old = os.environ.get(KEY_FILE_ENV)
-    os.environ[KEY_FILE_ENV] = key_file
-    try:
+    with scoped_environment({KEY_FILE_ENV: str(run_dir.file(KEYS_DIR) / SECRET_CONTEXT_FILE)}):
         return server(scenario, run_dir, LocalGrid(fedsec_client_app, scenario.data.num_clients), False).run()
-    finally:
-        if old is None:
-            os.environ.pop(KEY_FILE_ENV, None)
-        else:
-            os.environ[KEY_FILE_ENV] = old

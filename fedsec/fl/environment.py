@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 LOOPBACK = "127.0.0.1"
 
@@ -54,3 +56,18 @@ def ray_init_args(address: str | None) -> dict[str, object]:
         "logging_level": logging.WARNING,
         "log_to_driver": False,
     }
+
+
+@contextmanager
+def scoped_environment(variables: dict[str, str]) -> Iterator[None]:
+    """Set ``variables`` in this process (Ray's local workers inherit them) and restore the old values."""
+    old = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

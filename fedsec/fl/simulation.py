@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedsec.crypto.key_authority import KEY_FILE_ENV, KEYS_DIR, SECRET_CONTEXT_FILE
-from fedsec.fl.environment import configure_environment, ray_init_args
+from fedsec.fl.environment import configure_environment, ray_init_args, scoped_environment
 from fedsec.fl.processes import become_subreaper, descendants, stop_new_descendants
 from fedsec.fl.protocol import VIRTUAL_CLIENTS_ENV
 from fedsec.fl.server import FederationError, FederationServer
@@ -38,21 +35,6 @@ def backend_config(scenario: Scenario, environment: dict[str, str]) -> dict[str,
     if environment and r.ray_address:
         init_args["runtime_env"] = {"env_vars": environment}
     return {"client_resources": {"num_cpus": r.client_cpus, "num_gpus": r.client_gpus}, "init_args": init_args}
-
-
-@contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
-    """Set ``variables`` in this process (Ray's local workers inherit them) and restore the old values."""
-    old = {key: os.environ.get(key) for key in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _one_line(exc: BaseException) -> str:
@@ -101,7 +83,7 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
     become_subreaper()
     before = descendants()
     try:
-        with warnings.catch_warnings(), _environment(environment):
+        with warnings.catch_warnings(), scoped_environment(environment):
             warnings.simplefilter("ignore", DeprecationWarning)
             run_simulation(
                 server_app=server_app, client_app=client_app,

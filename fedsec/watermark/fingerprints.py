@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from fedsec.watermark.base import key_generator
-from fedsec.watermark.forgery import required_matches
 from fedsec.watermark.layers import marked_weight
+from fedsec.watermark.stats import required_matches
 from fedsec.watermark.tensors import Secrets
 from fedsec.watermark.uchida import draw_projection, mean_filter, projected
 

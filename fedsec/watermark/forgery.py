@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from fedsec.watermark.keyed_labels import KeyedLabels, rose_labels
-from fedsec.watermark.stats import Verdict, binomial_p_value
+from fedsec.watermark.stats import Verdict, required_matches
 from fedsec.watermark.tensors import Secrets, as_input, model_device
 from fedsec.watermark.trigger_set import predicted_labels
 
@@ -86,12 +86,6 @@ class Forgery:
     required: int
     claim: Secrets
     verdict: Verdict
-
-
-def required_matches(total: int, chance: float, false_alarm: float) -> int:
-    """Fewest matches of ``total`` answers whose binomial p-value is at most ``false_alarm``
-    (``total + 1`` when none is)."""
-    return next((k for k in range(total + 1) if binomial_p_value(k, total, chance) <= false_alarm), total + 1)
 
 
 def relabel_cost(level: int, changed: int, total: int) -> int:

@@ -16,6 +16,12 @@ def binomial_p_value(matches: int, total: int, chance: float) -> float:
     return float(binom.sf(matches - 1, total, chance))
 
 
+def required_matches(total: int, chance: float, false_alarm: float) -> int:
+    """Fewest matches of ``total`` answers whose binomial p-value is at most ``false_alarm``
+    (``total + 1`` when none is)."""
+    return next((k for k in range(total + 1) if binomial_p_value(k, total, chance) <= false_alarm), total + 1)
+
+
 def binomial_bits(matches: int, total: int, chance: float) -> float:
     """-log2 of :func:`binomial_p_value`, summed in log space so it stays finite when the p-value
     underflows a float."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fedsec.watermark.forgery import Work, adversarial, flip_bit, hash_search, relabel_cost, required_matches
+from fedsec.watermark.forgery import Work, adversarial, flip_bit, hash_search, relabel_cost
+from fedsec.watermark.stats import required_matches
 from fedsec.watermark.keyed_labels import KeyedLabels, rose_labels
 from fedsec.watermark.stats import Verdict
 
