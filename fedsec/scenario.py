@@ -190,6 +190,11 @@ class ServerConfig(Section):
         None, gt=0, le=MAX_SECONDS,
         description=f"Seconds to wait for replies in a round, at most {MAX_SECONDS:,.0f} (default: wait for all).",
     )
+    reply_poll_s: float = Field(
+        0.2, gt=0, le=10,
+        description="Seconds between the server's checks for client replies on the deployment engine "
+                    "(Flower's own grid checks every 3 s; the simulation's every 0.1 s).",
+    )
     max_update_norm: float | None = Field(
         None, gt=0, description="Replies whose update L2 norm exceeds this are rejected as absurd."
     )

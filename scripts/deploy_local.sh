@@ -119,10 +119,14 @@ for ((i = 0; i < nodes; i++)); do
     flwr supernode register "$tls_dir/supernode-$i.pub" fedsec-local >/dev/null
     node_auth=(--auth-supernode-private-key "$tls_dir/supernode-$i")
   fi
-  flower-supernode "${supernode_security[@]}" "${node_auth[@]}" --isolation subprocess \
+  flower-supernode "${supernode_security[@]}" "${node_auth[@]}" --isolation process \
     --superlink "127.0.0.1:$superlink_port" --host 127.0.0.1 --port "${ports[i + 1]}" \
     --node-config "partition-id=$i num-partitions=$nodes" \
     >"$FLWR_HOME/supernode-$i.log" 2>&1 &
+  started+=($!)
+  # The SuperNode's one long-lived ClientApp process (fedsec/fl/client_worker.py).
+  python -m fedsec.fl.client_worker --runtime-api-address "127.0.0.1:${ports[i + 1]}" --parent-pid $! \
+    >"$FLWR_HOME/client-worker-$i.log" 2>&1 &
   started+=($!)
 done
 

@@ -41,7 +41,8 @@ def stop_tagged(tag: str) -> None:
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
-    _, reference = run_small(tmp_path / "reference", rounds=ROUNDS, defenses=DEFENSES, watermark=WATERMARK)
+    # The uninterrupted reference runs in one process (LocalGrid; test_simulation shows it equals Ray's).
+    _, reference = run_small(tmp_path / "reference", ray=False, rounds=ROUNDS, defenses=DEFENSES, watermark=WATERMARK)
     (reference_dir,) = (tmp_path / "reference").iterdir()
     scenario = {**SMALL, "rounds": ROUNDS, "defenses": DEFENSES, "watermark": WATERMARK, "output": {"dir": str(tmp_path / "killed")}}
     file = tmp_path / "scenario.yaml"

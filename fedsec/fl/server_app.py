@@ -13,6 +13,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedsec.fl.environment import configure_environment
+from fedsec.fl.prompt_grid import PromptGrid
 from fedsec.fl.server import FederationServer
 from fedsec.results import SCENARIO_FILE, RunDirectory, write_atomic
 from fedsec.scenario import ScenarioError, load_scenario, to_yaml
@@ -45,4 +46,4 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = RunDirectory.create(output if output.is_absolute() else app_dir / output, scenario.name)
     write_atomic(run_dir.file(SCENARIO_FILE), to_yaml(scenario))
     print(f"run directory: {run_dir.path}", flush=True)
-    FederationServer(scenario, run_dir, grid, show_progress=False).run()
+    FederationServer(scenario, run_dir, PromptGrid(grid, scenario.server.reply_poll_s), show_progress=False).run()
