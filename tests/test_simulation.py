@@ -1,12 +1,20 @@
-"""End-to-end Flower simulations (Ray backend) on small real data: run directory, determinism."""
+"""End-to-end Flower simulations (Ray backend) on small real data: run directory, determinism,
+trackers, and the `fedsec run` process group listening on loopback only and stopping everything."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from processes import LOOPBACK, listening_addresses
 
 from fedsec.fl.simulation import simulate
 from tests.local_grid import run_locally
@@ -21,6 +29,7 @@ from fedsec.results import (
 )
 from fedsec.scenario import parse_scenario
 
+ROOT = Path(__file__).parents[1]
 SMALL = {
     "name": "small",
     "seed": 7,
@@ -41,11 +50,59 @@ def run_small(tmp_path: Path, ray: bool = True, **changes: object) -> tuple[RunD
     return run_dir, (simulate(scenario, run_dir, show_progress=False) if ray else run_locally(scenario, run_dir))
 
 
+@dataclass
+class WatchedRun:
+    """A ``fedsec run`` process and what was seen of its process group."""
+
+    run_dir: RunDirectory
+    returncode: int
+    listening: set[str]
+    """Addresses the group's processes listened on while the run lasted (empty without ``ss``)."""
+    left: set[int]
+    """The group's processes still alive 10 s after the command returned."""
+
+
+def group_pids(pgid: int) -> set[int]:
+    listing = subprocess.run(["ps", "-o", "pid=,stat=", "-g", str(pgid)], capture_output=True, text=True).stdout
+    return {int(pid) for pid, stat in (line.split() for line in listing.splitlines()) if not stat.startswith("Z")}
+
+
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[RunDirectory, dict]]:
-    root = tmp_path_factory.mktemp("runs")
-    # The second run is the same scenario in one process (LocalGrid): the result may not depend on Ray.
-    return [run_small(root, output={"trackers": [{"name": "tensorboard"}, {"name": "mlflow"}]}), run_small(root, ray=False)]
+def watched(tmp_path_factory: pytest.TempPathFactory) -> WatchedRun:
+    """The small scenario with both trackers, run by the ``fedsec run`` command in a process group of its own."""
+    root = tmp_path_factory.mktemp("watched")
+    scenario = root / "small.yaml"
+    scenario.write_text(yaml.safe_dump({**SMALL, "output": {
+        "dir": str(root / "runs"), "trackers": [{"name": "tensorboard"}, {"name": "mlflow"}]}}))
+    with open(root / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "fedsec", "run", str(scenario), "--quiet"], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        listening: set[str] = set()
+        while process.poll() is None:
+            if shutil.which("ss"):
+                listening |= listening_addresses(group_pids(process.pid))
+            time.sleep(0.3)
+    deadline = time.time() + 10
+    while group_pids(process.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert process.returncode == 0, (root / "stderr.txt").read_text()[-3000:]
+    (run_dir,) = (root / "runs").iterdir()
+    return WatchedRun(RunDirectory(run_dir), process.returncode, listening, group_pids(process.pid))
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory, watched: WatchedRun) -> list[tuple[RunDirectory, dict]]:
+    """The watched Ray simulation, and the same scenario in one process (LocalGrid): the result
+    may not depend on Ray."""
+    summary = json.loads(watched.run_dir.file(SUMMARY_FILE).read_text())
+    return [(watched.run_dir, summary), run_small(tmp_path_factory.mktemp("local"), ray=False)]
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_simulation_listens_on_loopback_only_and_stops_everything(watched: WatchedRun) -> None:
+    assert watched.listening, "no listening socket was observed (Ray must have run)"
+    assert all(LOOPBACK.match(address) for address in watched.listening), watched.listening
+    assert watched.left == set()
 
 
 def test_run_directory_is_complete(two_runs: list[tuple[RunDirectory, dict]]) -> None:

@@ -1,8 +1,9 @@
 """The HTML of a report page: tables (sortable), interactive charts, and the page around them.
 
 A page has no external reference: styles and scripts are inline, the Plotly library is embedded
-once, and every chart is a JSON spec in a ``<script type="application/json" class="chart-spec">``
-element that the page's own script draws, so the file can be mailed, archived or opened offline.
+once, images are data: URIs, and every chart is a JSON spec in a ``<script type="application/json"
+class="chart-spec">`` element that the page's own script draws, so the file can be mailed,
+archived or opened offline.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 .charts { display: flex; flex-wrap: wrap; gap: 0.5em; } .chart { flex: 1 1 540px; min-width: 420px; }
 .chart.wide { flex-basis: 100%; }
 nav a { margin-right: 1em; } p.note { color: #555; font-size: 0.9em; }
+figure { margin: 0.8em 0; } figure img { image-rendering: pixelated; max-width: 100%; border: 1px solid #ccc; }
+figcaption { color: #555; font-size: 0.9em; margin-top: 0.3em; }
 """
 
 # Draws every chart spec of the page, and sorts a sortable table by the clicked column
@@ -116,6 +119,15 @@ def chart(spec: dict[str, Any], name: str, wide: bool = False) -> str:
     return (f'<div class="chart{" wide" if wide else ""}" id="{chart_id}"></div>'
             f'<script type="application/json" class="chart-spec" '
             f'data-chart="{chart_id}" data-name="{html.escape(name)}">{text}</script>')
+
+
+def figure(data_uri: str, alt: str, caption: str) -> str:
+    """An image embedded in the page (``data_uri``: ``data:image/png;base64,...``, so nothing is
+    fetched) with its caption."""
+    if not data_uri.startswith("data:image/"):
+        raise ValueError("a report embeds its images as data: URIs")
+    return (f'<figure><img src="{html.escape(data_uri)}" alt="{html.escape(alt)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
 def charts(*parts: str) -> str:

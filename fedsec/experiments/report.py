@@ -3,13 +3,17 @@ sweep directory.
 
 Curves, bars and heat-maps are Plotly charts (hover, zoom, legend entries that hide and show a
 series) drawn from JSON specs embedded in the page with the Plotly library itself, so the file
-opens offline (see :mod:`fedsec.experiments.page`). A section appears only when the run has
-its data: no detection section without attackers, no watermark curve without a watermark.
+opens offline (see :mod:`fedsec.experiments.page`); the privacy audit's reconstructions are
+embedded as PNG data URIs. A section appears only when the run has its data: no detection
+section without attackers, no watermark curve without a watermark, no privacy section without
+privacy records.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,10 +21,10 @@ from typing import Any, Self
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, NonNegativeInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
 from fedsec.experiments import charts
-from fedsec.experiments.page import Cell, chart, page, table
+from fedsec.experiments.page import Cell, chart, figure, page, table
 from fedsec.experiments.page import charts as side_by_side
 from fedsec.experiments.sweep import SWEEP_FILE
 from fedsec.experiments.table import (
@@ -58,6 +62,11 @@ GAME_FILES = "game*.json"
 NOT_PHASES = {"round_s", "client_train_s"}
 ATTACK_KEYS = {"asr", "max_asr", "durability", "malicious_share", "malicious_share_rounds", *DETECTION_RATES}
 """Summary keys about attackers: left out of the report of a run without any."""
+PRIVACY_FILE = "privacy.jsonl"
+"""The privacy audit's records (``fedsec.privacy.audit.RECORD_FILE``; not imported: it pulls in torch)."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_IMAGE_BYTES = 8_000_000
+"""Largest reconstruction grid embedded in a report (a grid of 64 Fashion-MNIST images is ~60 kB)."""
 
 
 # -- reading: every file is checked before anything is drawn; ValueError names the file ----------
@@ -239,19 +248,26 @@ class _ClientRecord(BaseModel):
     failure: str | None = None
 
 
-def read_clients(run: RunDirectory) -> list[dict[str, Any]]:
-    """The run's per-client records (none when clients.jsonl is absent)."""
-    path = run.file(CLIENTS_FILE)
+def _json_objects(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of ``path`` (none when it is absent), each checked to be an object; a
+    ValueError names the file and the record."""
     try:
         records = read_jsonl(path)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
     except (ValueError, RecursionError) as exc:
         raise ValueError(f"{path}: not JSON lines ({' '.join(str(exc).split()) or type(exc).__name__})") from None
-    checked = []
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict):
             raise ValueError(f"{path}: record {number}: not a JSON object")
+    return records
+
+
+def read_clients(run: RunDirectory) -> list[dict[str, Any]]:
+    """The run's per-client records (none when clients.jsonl is absent)."""
+    path = run.file(CLIENTS_FILE)
+    checked = []
+    for number, record in enumerate(_json_objects(path), 1):
         try:
             checked.append(_ClientRecord.model_validate(record).model_dump())
         except ValidationError as exc:
@@ -334,7 +350,8 @@ def _summary_table(summary: dict[str, Any], attacked: bool) -> str:
 
 def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
     """Sections of a run's report: setting, summary, accuracy and watermark curves, detection
-    (only with attackers), per-client table, partitions, costs."""
+    (only with attackers), per-client table, partitions, privacy (only with privacy records),
+    costs."""
     records = read_rounds(run)
     summary = read_json(run.file(SUMMARY_FILE)) if run.file(SUMMARY_FILE).exists() else {}
     scenario = read_run_scenario(run) if run.file(SCENARIO_FILE).exists() else {}
@@ -342,12 +359,15 @@ def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
     label_counts = _checked(_Partitions, read_json(partitions), partitions)["label_counts"] \
         if partitions.exists() else []
     clients = read_clients(run)
+    privacy = read_privacy(run)
     attacked = has_attackers(scenario, records, summary)
     sections: list[tuple[str, str]] = []
     if scenario:
         sections.append(("Scenario", table(["", ""], _scenario_lines(scenario), text_columns=2)))
     if summary:
-        sections.append(("Summary", _summary_table(summary, attacked)))
+        # the privacy audit's summary entry is nested: its figures are in the Privacy section
+        shown = {k: v for k, v in summary.items() if not (privacy and k == "privacy")}
+        sections.append(("Summary", _summary_table(shown, attacked)))
     elif records:
         sections.append(("Summary", f"<p>Unfinished run: {len(records)} rounds recorded.</p>"))
     if not records:
@@ -359,6 +379,7 @@ def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
     if label_counts:
         sections.append(("Partitions", chart(charts.label_histogram(range(len(label_counts)), label_counts),
                                              "label histogram per client")))
+    sections.append(("Privacy", _privacy(run, privacy)))
     sections.append(("Costs", _costs(records)))
     return sections
 
@@ -422,6 +443,171 @@ def _clients(records: list[dict[str, Any]]) -> str:
     return (table(header, rows, text_columns=2, sortable=True)
             + '<p class="note">Click a column header to sort. Scores: mean over the rounds a client was '
               "scored in (each defense stage's own scale).</p>")
+
+
+class _PrivacyRecord(BaseModel):
+    """Fields every privacy.jsonl line has; the rest is checked by its kind's model."""
+
+    round: int = Field(ge=1)
+    kind: str
+
+
+class _Inversion(BaseModel):
+    """What the report reads of a gradient-inversion record (``psnr`` null: an exact image)."""
+
+    round: int
+    attack: str
+    client: int
+    images: int
+    status: str
+    reason: str | None = None
+    psnr: list[float | None] | None = None
+    ssim: list[float] | None = None
+    label_recovery: float | None = None
+    seconds: float | None = None
+    png: str | None = None
+
+
+class _Membership(BaseModel):
+    """What the report reads of a membership-inference record."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    round: int
+    attack: str
+    members: int
+    nonmembers: int
+    auc: float
+    tpr_low: float | None = Field(None, alias="tpr_at_fpr_0.001")
+    tpr_1: float | None = Field(None, alias="tpr_at_fpr_0.01")
+    advantage: float | None = None
+    member_clients: int | None = None
+    nonmember_clients: int | None = None
+    client_auc: float | None = None
+
+
+class _DPSGD(BaseModel):
+    """What the report reads of a DP-SGD accounting record (``max_epsilon`` null: infinite)."""
+
+    round: int
+    clients: list[int]
+    max_epsilon: float | None
+    delta: float
+    noise_multiplier: float
+    max_grad_norm: float
+    accountant: str
+
+
+PRIVACY_KINDS: dict[str, type[BaseModel]] = {"inversion": _Inversion, "membership": _Membership,
+                                              "dp-sgd": _DPSGD}
+
+
+def read_privacy(run: RunDirectory) -> list[tuple[str, dict[str, Any]]]:
+    """The privacy audit's records as (kind, fields) (none when privacy.jsonl is absent); a
+    record of an unknown kind is skipped, a malformed one is a ValueError naming the file."""
+    path = run.file(PRIVACY_FILE)
+    checked = []
+    for number, record in enumerate(_json_objects(path), 1):
+        try:
+            kind = _PrivacyRecord.model_validate(record).kind
+            if kind in PRIVACY_KINDS:
+                checked.append((kind, PRIVACY_KINDS[kind].model_validate(record).model_dump()))
+        except ValidationError as exc:
+            raise ValueError(f"{path}: record {number}: {validation_lines(exc)[0]}") from None
+    return checked
+
+
+def reconstruction_png(run: RunDirectory, name: str) -> bytes | None:
+    """The bytes of a reconstruction grid the privacy audit wrote (``name`` relative to the run
+    directory), or None when it is missing, not a PNG or too large; ValueError when ``name``
+    points outside the run directory."""
+    root = run.path.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"{run.file(PRIVACY_FILE)}: png {name!r} is outside the run directory")
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_IMAGE_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if data.startswith(PNG_SIGNATURE) else None
+
+
+def _finite_mean(values: list[float | None] | None) -> Cell:
+    """The mean of per-image figures (null: infinite PSNR of an exact image)."""
+    if not values:
+        return Cell("–")
+    numbers = [np.inf if v is None else v for v in values]
+    mean = float(np.mean(numbers))
+    return Cell("∞" if not np.isfinite(mean) else f"{mean:.3g}", mean if np.isfinite(mean) else None)
+
+
+def _decimal(value: float | None, digits: int = 3, unit: str = "") -> Cell:
+    return Cell("–") if value is None else Cell(f"{value:.{digits}f}{unit}", value)
+
+
+def _per_image(values: list[float | None], digits: int) -> str:
+    return ", ".join("∞" if v is None else f"{v:.{digits}f}" for v in values)
+
+
+def _client_auc(record: dict[str, Any]) -> Cell:
+    """Client-level AUC with the clients it compares (none when every client trained)."""
+    if record["client_auc"] is None:
+        return Cell("– (no client left out)" if record["nonmember_clients"] == 0 else "–")
+    return Cell(f"{record['client_auc']:.3f} ({record['member_clients']} vs {record['nonmember_clients']} clients)",
+                record["client_auc"])
+
+
+def _privacy(run: RunDirectory, records: list[tuple[str, dict[str, Any]]]) -> str:
+    """Gradient inversion (a table, then each reconstruction grid embedded as a data URI with its
+    per-image PSNR and SSIM), membership inference and DP-SGD, each only with records."""
+    inversions = [r for kind, r in records if kind == "inversion"]
+    membership = [r for kind, r in records if kind == "membership"]
+    accounted = [r for kind, r in records if kind == "dp-sgd"]
+    parts = []
+    if inversions:
+        rows = [[r["attack"], r["status"], r["round"], r["client"], r["images"], _finite_mean(r["psnr"]),
+                 _finite_mean(r["ssim"]), _decimal(r["label_recovery"], 2), _decimal(r["seconds"], 1, " s")]
+                for r in inversions]
+        reasons = dict.fromkeys(f"{r['status']}: {r['reason']}" for r in inversions if r["reason"])
+        parts.append("<h3>Gradient inversion</h3>" + table(
+            ["attack", "status", "round", "client", "images", "PSNR (dB, mean)", "SSIM (mean)", "label recovery",
+             "time"], rows, text_columns=2)
+            + "".join(f'<p class="note">{html.escape(reason)}</p>' for reason in reasons))
+        for r in inversions:
+            data = reconstruction_png(run, r["png"]) if r["png"] and r["status"] == "reconstructed" else None
+            title = f"round {r['round']}, client {r['client']}, {r['attack']}"
+            if data is None:
+                if r["png"]:
+                    parts.append(f"<p>{html.escape(title)}: the grid {html.escape(r['png'])} is missing or not "
+                                 "a PNG.</p>")
+                continue
+            caption = (f"{title.capitalize()}: the client's images (top row) above their reconstructions "
+                       f"(bottom row). PSNR per image {_per_image(r['psnr'] or [], 1)} dB; SSIM "
+                       f"{_per_image(r['ssim'] or [], 3)}")
+            if r["label_recovery"] is not None:
+                caption += f"; label recovery {r['label_recovery']:.2f}"
+            parts.append(figure("data:image/png;base64," + base64.b64encode(data).decode("ascii"),
+                                f"reconstructions: {title}", caption + "."))
+    if membership:
+        rows = [[r["attack"], r["round"], r["members"], r["nonmembers"], Cell(f"{r['auc']:.3f}", r["auc"]),
+                 _decimal(r["tpr_low"]), _decimal(r["tpr_1"]), _decimal(r["advantage"]), _client_auc(r)]
+                for r in membership]
+        parts.append("<h3>Membership inference</h3>" + table(
+            ["attack", "round", "members", "non-members", "AUC", "TPR at 0.1% FPR", "TPR at 1% FPR", "advantage",
+             "client-level AUC"], rows, sortable=True)
+            + '<p class="note">AUC 0.5 and TPR equal to the FPR are chance; advantage: TPR − FPR at the '
+              "attack's own threshold.</p>")
+    if accounted:
+        last = accounted[-1]
+        epsilon = "∞" if last["max_epsilon"] is None else f"{last['max_epsilon']:.3g}"
+        clients = len({c for r in accounted for c in r["clients"]})
+        parts.append(f"<h3>DP-SGD</h3><p>Clients trained with DP-SGD (σ = {last['noise_multiplier']:g}, "
+                     f"C = {last['max_grad_norm']:g}): ε = {epsilon} at δ = {last['delta']:g} after round "
+                     f"{last['round']}, the largest of the {clients} clients that trained "
+                     f"({html.escape(last['accountant'])} accountant).</p>")
+    return "".join(parts)
 
 
 def _costs(records: list[dict[str, Any]]) -> str:

@@ -59,11 +59,12 @@ class PlannedCell:
 
 def scenario_hash(scenario: Scenario) -> str:
     """8 hex digits identifying what a run computes: the resolved scenario without its name,
-    output directory and trackers (which do not change the results). Absent optional sections and
+    output directory, trackers and the server's reply polling interval (which do not change the
+    results). Absent optional sections and
     unset values are left out, so a section added to the scenario schema later keeps existing
     cells finished; a changed default value changes the hash (the cell computes something else)."""
-    content = scenario.model_dump(mode="json", exclude={"name": True, "output": {"dir", "trackers"}},
-                                  exclude_none=True)
+    content = scenario.model_dump(mode="json", exclude={"name": True, "output": {"dir", "trackers"},
+                                                        "server": {"reply_poll_s"}}, exclude_none=True)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -54,6 +54,17 @@ def mask_iou(trigger: Trigger, footprint: Tensor) -> float:
     return int((found & footprint).sum()) / int((found | footprint).sum())
 
 
+def mask_iou_top(trigger: Trigger, footprint: Tensor) -> float:
+    """Intersection over union of the mask's ``k`` largest pixels and ``footprint``, ``k`` the
+    footprint's size: where the mask puts its weight, whatever its scale (evaluator knowledge:
+    ``k`` comes from the true trigger). Ties at the k-th value are broken by pixel order."""
+    mask = trigger.mask.detach().cpu().flatten()
+    found = torch.zeros_like(mask, dtype=torch.bool)
+    found[mask.topk(int(footprint.sum())).indices] = True
+    found = found.view(footprint.shape)
+    return int((found & footprint).sum()) / int((found | footprint).sum())
+
+
 class InspectionAudit(Audit):
     """Runs the ``inspection`` section's inspectors and repair; one record per method and round."""
 
@@ -85,8 +96,13 @@ class InspectionAudit(Audit):
     def __call__(self, view: RoundView) -> list[dict[str, Any]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + view.round_number)
         wanted = max(inspector.references() for inspector in self.inspectors)
+        started = time.perf_counter()
         references = self.references(view, wanted, generator) if wanted else []
+        reference_seconds = time.perf_counter() - started
         records = [self.inspect(view, inspector, references, generator) for inspector in self.inspectors]
+        for record, inspector in zip(records, self.inspectors, strict=True):
+            if inspector.references():
+                record["reference_seconds"] = reference_seconds
         if self.repair is not None:
             records.append(self.repaired(view, generator))
         return records
@@ -129,7 +145,12 @@ class InspectionAudit(Audit):
         }
         if report.trigger is not None:
             record["trigger_iou"] = None if self.footprint is None else mask_iou(report.trigger, self.footprint)
+            record["trigger_iou_top"] = None if self.footprint is None else mask_iou_top(report.trigger, self.footprint)
             record["trigger_png"] = str(self.write_trigger(view, inspector.name, report))
+        if report.class_triggers and self.true_target is not None and self.footprint is not None:
+            own = report.class_triggers[self.true_target]
+            record["target_trigger_iou"] = mask_iou(own, self.footprint)
+            record["target_trigger_iou_top"] = mask_iou_top(own, self.footprint)
         return record
 
     def write_trigger(self, view: RoundView, method: str, report: InspectionReport) -> Path:

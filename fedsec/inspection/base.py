@@ -102,7 +102,9 @@ class Finding:
     ``score`` is the method's statistic and ``threshold`` the value it is compared with (each
     method says in which direction); ``targets`` the suspected target classes, most suspect first;
     ``trigger`` the reconstruction for the most suspect class (None for methods that make none);
-    ``class_scores`` a per-class statistic where the method has one.
+    ``class_scores`` a per-class statistic where the method has one; ``class_triggers`` the
+    reconstruction for every class where the method makes one per class (the evaluator scores the
+    true target's, which the method itself never learns).
     """
 
     backdoored: bool
@@ -111,6 +113,7 @@ class Finding:
     targets: tuple[int, ...] = ()
     trigger: Trigger | None = None
     class_scores: tuple[float, ...] = ()
+    class_triggers: tuple[Trigger, ...] = ()
 
 
 @dataclass(frozen=True)

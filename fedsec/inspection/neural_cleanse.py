@@ -155,7 +155,7 @@ class NeuralCleanse(Inspector):
         return Finding(
             backdoored=bool(targets), score=float(anomaly_indices(statistics)[statistics.argmin()]),
             threshold=self.params.anomaly_threshold, targets=targets, trigger=found[suspect].trigger,
-            class_scores=tuple(statistics.tolist()),
+            class_scores=tuple(statistics.tolist()), class_triggers=tuple(r.trigger for r in found),
         )
 
     def _penalty(self, subject: Subject) -> Penalty | None:

@@ -90,8 +90,8 @@ def test_fedcrypt_watermark_on_ciphertexts_matches_the_mirror(tmp_path: Path) ->
     bits = 32
     watermark = {"scheme": {"name": "fedcrypt", "bits": bits}, "key": "seeded", "embedding": {"check_every": 1}}
     deep = {"poly_modulus_degree": 8192, "coeff_mod_bit_sizes": [50, 33, 33, 33, 50], "global_scale_bits": 33}
-    run_dir, encrypted = run(tmp_path / "ckks", watermark=watermark, encryption={"mode": "ckks", **deep})
-    mirror_dir, mirrored = run(tmp_path / "simulated", watermark=watermark, encryption={"mode": "simulated"})
+    run_dir, encrypted = run(tmp_path / "ckks", rounds=2, watermark=watermark, encryption={"mode": "ckks", **deep})
+    mirror_dir, mirrored = run(tmp_path / "simulated", rounds=2, watermark=watermark, encryption={"mode": "simulated"})
     ckks_rounds, mirror_rounds = run_dir.rounds(), mirror_dir.rounds()
     for ckks, mirror in zip(ckks_rounds, mirror_rounds, strict=True):
         assert ckks["wm_embedded"] == mirror["wm_embedded"] == 1

@@ -4,6 +4,7 @@ units."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -78,6 +79,46 @@ def make_sweep(path: Path) -> Path:
     return path
 
 
+IMAGE = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"><figcaption>([^<]*)<')
+
+
+def make_privacy(path: Path) -> list[bytes]:
+    """The privacy audit's files in run directory ``path``: two reconstruction grids (3 and 2
+    images, as the audit writes them), a not-invertible round, membership and DP-SGD records;
+    returns the grids' bytes."""
+    import torch
+
+    from fedsec.privacy.plots import image_grid
+
+    generator = torch.Generator().manual_seed(0)
+    grids = []
+    (path / "privacy").mkdir()
+    for attack, n in (("dlg", 3), ("inverting-gradients", 2)):
+        images = torch.rand(2, n, 1, 28, 28, generator=generator)
+        grids.append(image_grid([images[0], images[1]]))
+        (path / f"privacy/round-0001-client-0-{attack}.png").write_bytes(grids[-1])
+    records = [
+        {"round": 1, "kind": "inversion", "client": 0, "images": 3, "attack": "dlg", "status": "reconstructed",
+         "psnr": [None, 24.12, 13.0], "ssim": [1.0, 0.925, 0.4], "matched": [0, 2, 1], "labels": [3, 1, 1],
+         "labels_recovered": [3, 1, 7], "label_recovery": 0.6667, "loss": 1e-9, "seconds": 12.5,
+         "png": "privacy/round-0001-client-0-dlg.png"},
+        {"round": 1, "kind": "inversion", "client": 0, "images": 2, "attack": "inverting-gradients",
+         "status": "reconstructed", "psnr": [18.5, 16.5], "ssim": [0.7, 0.5], "matched": [1, 0], "labels": [1, 3],
+         "labels_recovered": [1, 3], "label_recovery": 1.0, "loss": 0.01, "seconds": 40.0,
+         "png": "privacy/round-0001-client-0-inverting-gradients.png"},
+        {"round": 2, "kind": "inversion", "client": 0, "images": 3, "attack": "dlg", "status": "not-invertible",
+         "reason": "the server holds the update as CKKS ciphertexts and no secret key"},
+        {"round": 4, "kind": "membership", "attack": "loss-threshold", "members": 390, "nonmembers": 1000,
+         "auc": 0.7341, "tpr_at_fpr_0.001": 0.0051, "tpr_at_fpr_0.01": 0.0256, "threshold": -0.3, "tpr": 0.6,
+         "fpr": 0.4, "advantage": 0.2, "member_clients": 3, "nonmember_clients": 1, "client_auc": 0.6667,
+         "client_tpr_at_fpr_0.001": 0.0, "client_tpr_at_fpr_0.01": 0.0, "seconds": 1.0, "prepare_seconds": 0.0},
+        {"round": 4, "kind": "dp-sgd", "clients": [0, 1, 2, 3], "steps": [1, 1, 1, 1], "epsilon": [3.21] * 4,
+         "max_epsilon": 3.21, "delta": 1e-5, "noise_multiplier": 1.0, "max_grad_norm": 1.0, "accountant": "rdp"},
+    ]
+    (path / "privacy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return grids
+
+
 def chart_specs_all(text: str) -> list[tuple[str, dict[str, Any]]]:
     """(chart name, the Plotly figure spec) of every chart embedded in the page, in page order."""
     return [(html.unescape(name), json.loads(body.replace("<\\/", "</"))) for name, body in SPEC.findall(text)]
@@ -93,10 +134,10 @@ def outside_scripts(text: str) -> str:
 
 
 def assert_self_contained(text: str) -> None:
-    """No reference leaves the file: no src or non-anchor href, no CSS url() or @import; the
-    Plotly library is embedded exactly once."""
+    """No reference leaves the file: no src but data: URIs, no non-anchor href, no CSS url() or
+    @import; the Plotly library is embedded exactly once."""
     markup = outside_scripts(text)
-    assert not re.search(r'\bsrc\s*=', markup) and not re.search(r'href\s*=\s*"(?!#)', markup)
+    assert not re.search(r'\bsrc\s*=\s*(?!"data:)', markup) and not re.search(r'href\s*=\s*"(?!#)', markup)
     assert "url(" not in markup and "@import" not in markup
     assert text.count("plotly.js v") >= 1 and text.count("<script>/**") == 1
 
@@ -130,6 +171,61 @@ def test_run_report_has_every_section_with_charts(tmp_path: Path) -> None:
     assert '<td class="text">traffic down</td><td data-value="16000000">16.00 MB</td>' in text  # summary.json
     assert '<td class="text">wall time</td><td data-value="5.0">5.00 s</td>' in text
     assert '<td class="text">ASR</td><td data-value="0.1">10.00 %</td>' in text
+
+
+def test_privacy_section_embeds_the_reconstructions_with_their_scores(tmp_path: Path) -> None:
+    path = make_run(tmp_path / "run")
+    grids = make_privacy(path)
+    summary = json.loads((path / "summary.json").read_text())
+    (path / "summary.json").write_text(json.dumps({**summary, "privacy": {"dlg": {"reconstructed": 1}}}))
+    text = write_report(path).read_text()
+    assert_self_contained(text)
+    assert headings(text) == ["Scenario", "Summary", "Accuracy and watermark", "Detection", "Clients", "Partitions",
+                              "Privacy", "Costs"]
+    section = text.split(">Privacy</h2>")[1].split("<h2")[0]
+    images = IMAGE.findall(section)
+    assert [base64.b64decode(data) for data, _, _ in images] == grids  # the audit's own files, byte for byte
+    assert [alt for _, alt, _ in images] == ["reconstructions: round 1, client 0, dlg",
+                                             "reconstructions: round 1, client 0, inverting-gradients"]
+    assert "PSNR per image ∞, 24.1, 13.0 dB; SSIM 1.000, 0.925, 0.400; label recovery 0.67" in images[0][2]
+    cells = (re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section))
+    rows = [row for row in cells if row]  # header rows have no td
+    assert rows[0] == ["dlg", "reconstructed", "1", "0", "3", "∞", "0.775", "0.67", "12.5 s"]
+    assert rows[1] == ["inverting-gradients", "reconstructed", "1", "0", "2", "17.5", "0.6", "1.00", "40.0 s"]
+    assert rows[2][:2] == ["dlg", "not-invertible"] and rows[2][5:] == ["–", "–", "–", "–"]
+    assert "not-invertible: the server holds the update as CKKS ciphertexts and no secret key" in section
+    assert rows[3] == ["loss-threshold", "4", "390", "1000", "0.734", "0.005", "0.026", "0.200",
+                       "0.667 (3 vs 1 clients)"]
+    assert "ε = 3.21 at δ = 1e-05 after round 4, the largest of the 4 clients" in section
+    assert "reconstructed" not in text.split(">Summary</h2>")[1].split("<h2")[0]  # nested: shown here instead
+
+
+def test_privacy_section_shows_only_what_was_recorded(tmp_path: Path) -> None:
+    path = make_run(tmp_path / "run")
+    make_privacy(path)
+    records = [json.loads(line) for line in (path / "privacy.jsonl").read_text().splitlines()]
+    (path / "privacy.jsonl").write_text(json.dumps(records[3]) + "\n")  # membership only
+    section = write_report(path).read_text().split(">Privacy</h2>")[1].split("<h2")[0]
+    assert "<h3>Membership inference</h3>" in section and "<img" not in section
+    assert "Gradient inversion" not in section and "DP-SGD" not in section
+    (path / "privacy.jsonl").write_text("")
+    assert "Privacy" not in headings(write_report(path).read_text())
+
+
+def test_a_reconstruction_outside_the_run_is_refused_and_a_missing_one_named(tmp_path: Path) -> None:
+    path = make_run(tmp_path / "run")
+    make_privacy(path)
+    (tmp_path / "elsewhere.png").write_bytes((path / "privacy/round-0001-client-0-dlg.png").read_bytes())
+    first = json.loads((path / "privacy.jsonl").read_text().splitlines()[0])
+    (path / "privacy.jsonl").write_text(json.dumps({**first, "png": "../elsewhere.png"}) + "\n")
+    result = CliRunner().invoke(app, ["report", str(path)])
+    assert result.exit_code == 2 and "'../elsewhere.png' is outside the run directory" in result.stderr
+    (path / "privacy.jsonl").write_text(json.dumps({**first, "png": "privacy/gone.png"}) + "\n")
+    section = write_report(path).read_text().split(">Privacy</h2>")[1].split("<h2")[0]
+    assert "<img" not in section and "the grid privacy/gone.png is missing or not a PNG" in section
+    (path / "privacy.jsonl").write_text(json.dumps({**first, "psnr": "high"}) + "\n")
+    result = CliRunner().invoke(app, ["report", str(path)])
+    assert result.exit_code == 2 and result.stderr.startswith(f"{path / 'privacy.jsonl'}: record 1: psnr")
 
 
 def test_client_table_is_sortable_with_role_acceptance_and_scores(tmp_path: Path) -> None:

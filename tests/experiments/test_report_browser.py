@@ -1,7 +1,8 @@
-"""A sweep report in a headless Chromium with the network off: every chart is drawn (bands and
-heat-maps included), the console shows no error, no request leaves the file, and a click on a
-column header sorts the table. Skipped when Chromium,
-its driver or Selenium is missing (scripts/_setup.sh installs them where it can)."""
+"""A sweep report and a run report in a headless Chromium with the network off: every chart is
+drawn (bands and heat-maps included), the privacy audit's reconstructions load as images, the
+console shows no error, no request leaves the file, and a click on a column header sorts the
+table. Skipped when Chromium, its driver or Selenium is missing (scripts/_setup.sh installs them
+where it can)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import chart_specs, make_sweep
+from test_report import chart_specs, make_privacy, make_run, make_sweep
 
 from fedsec.experiments.report import write_report
 
@@ -92,3 +93,23 @@ def test_sweep_report_draws_offline_without_errors_or_requests(browser: Any, tmp
     browser.execute_script(header.format(1))  # defenses, as text
     assert browser.execute_script(column.format(1)) == ["fedavg", "fedavg", "flame", "flame"]
     assert sorted(asr) == asr  # the page opened in grid order
+
+
+def test_run_report_shows_the_reconstructions_offline(browser: Any, tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    grids = make_privacy(run)
+    page = write_report(run)
+    load(browser, page, len(chart_specs(page.read_text())))
+
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('figure img')].map(i => [i.complete, i.naturalWidth, i.naturalHeight,"
+        " i.getBoundingClientRect().width])")
+    sizes = [(int.from_bytes(g[16:20], "big"), int.from_bytes(g[20:24], "big")) for g in grids]  # PNG header
+    assert [(w, h) for _, w, h, _ in shown] == sizes and all(w > 0 for w, _ in sizes)
+    assert all(complete and width > 0 for complete, _, _, width in shown)  # loaded and laid out
+    errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+    requested = requested_urls(browser)
+    assert page.as_uri() in requested
+    leaving = [url for url in requested if url != page.as_uri() and not url.startswith("data:")]
+    assert not leaving, leaving

@@ -20,7 +20,7 @@ TINY = {
     "data": {"dataset": "digits", "num_clients": 3, "partitioner": {"name": "iid"}, "test_samples": 300},
     "model": {"name": "mlp"},
     "client": {"local_epochs": 1, "batch_size": 32, "lr": 0.1},
-    "resources": {"device": "cpu"},
+    "resources": {"device": "cpu", "client_cpus": 2},  # one Ray actor per cell: two cells share 2 cores
     "attack": {"ids": [0], "data": {"name": "badnets", "target_label": 0}},
     "output": {"save_model": False, "plots": False},
 }

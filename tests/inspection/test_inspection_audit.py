@@ -15,7 +15,7 @@ from fedsec.preflight import data_problems
 from fedsec.attacks import build_data_attack
 from fedsec.audit import AUDITS, RoundView
 from fedsec.data.datasets import ImageDataset
-from fedsec.inspection.audit import mask_iou, trigger_footprint
+from fedsec.inspection.audit import mask_iou, mask_iou_top, trigger_footprint
 from fedsec.inspection.base import Trigger
 from fedsec.params import model_vector
 from fedsec.scenario import ScenarioError, parse_scenario
@@ -66,6 +66,14 @@ def test_the_badnets_footprint_and_the_iou() -> None:
     mask = torch.zeros(8, 8)
     mask[6:8, 5:8] = 0.9  # 4 true pixels and 2 extra ones
     assert mask_iou(Trigger(mask, torch.ones(1, 8, 8)), footprint) == pytest.approx(4 / 6)
+    faint = mask / 4  # the same shape below the 0.5 level: no pixel counts, but its 4 largest do
+    faint[6, 5] = 0.1  # one extra pixel now ranks below the true ones
+    faint[7, 5] = 0.0
+    assert mask_iou(Trigger(faint, torch.ones(1, 8, 8)), footprint) == 0.0
+    assert mask_iou_top(Trigger(faint, torch.ones(1, 8, 8)), footprint) == 1.0
+    elsewhere = torch.zeros(8, 8)
+    elsewhere[0:2, 0:2] = 0.3
+    assert mask_iou_top(Trigger(elsewhere, torch.ones(1, 8, 8)), footprint) == 0.0
     assert trigger_footprint(build_data_attack({"name": "label-flip"}), (1, 8, 8)) is None
 
 
@@ -90,6 +98,11 @@ def test_the_audit_inspects_and_repairs_the_global_model(task: Task, tmp_path: P
     cleanse, weights, repair = records
     assert cleanse["method"] == "neural-cleanse" and cleanse["flagged"] and cleanse["targets"] == [0]
     assert cleanse["true_target"] == 0 and cleanse["target_found"] and cleanse["trigger_iou"] >= 0.75
+    assert cleanse["trigger_iou_top"] >= 0.75
+    # the true target is the most suspect class here: its own reconstruction is the reported one
+    assert (cleanse["target_trigger_iou"], cleanse["target_trigger_iou_top"]) == (
+        cleanse["trigger_iou"], cleanse["trigger_iou_top"])
+    assert "target_trigger_iou" not in weights  # no reconstruction
     assert (tmp_path / cleanse["trigger_png"]).read_bytes()[:4] == b"\x89PNG"
     assert weights["method"] == "weight-space" and weights["access"] == "white-box" and weights["queries"] == 0
     assert repair["kind"] == "repair" and repair["asr_before"] > 0.95 and repair["asr"] < repair["asr_before"] - 0.1

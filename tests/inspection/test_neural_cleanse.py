@@ -57,6 +57,11 @@ def test_the_planted_trigger_is_found_and_its_class_named(task: Task) -> None:
     found = report.trigger.mask >= 0.5
     assert (found & truth).sum() / (found | truth).sum() >= 0.75
     assert report.queries > 0 and report.seconds > 0
+    # one reconstruction per class, the reported one the target's, each with the norm it was ranked by
+    assert len(report.class_triggers) == len(report.class_scores)
+    assert torch.equal(report.class_triggers[TARGET].mask, report.trigger.mask)
+    for trigger, norm in zip(report.class_triggers, report.class_scores, strict=True):
+        assert trigger.mask.sum().item() == pytest.approx(norm, rel=1e-5)
 
 
 def test_a_clean_model_is_not_flagged(task: Task) -> None:

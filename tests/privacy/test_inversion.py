@@ -79,6 +79,24 @@ def test_dlg_with_idlg_labels_recovers_one_image_and_its_label(label: int, tiny_
     assert ssim(result.images, x).item() > 0.99
 
 
+def test_dlg_recovers_the_single_input_of_a_tiny_linear_model_exactly() -> None:
+    """Softmax regression on 8 x 8 images: the update of one SGD step on one image determines the
+    image (row c of the weight update is that of the bias times the image), and DLG with iDLG's
+    label finds it to a fraction of a uint8 grey level."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+    x, y = images(1, 9), torch.tensor([2])
+    cfg = ClientConfig(local_epochs=1, batch_size=1, lr=0.1, momentum=0.0)
+    update = client_update(model, x, y, cfg)
+    observed = observe(model, update, cfg, 1)
+    weight, bias = observed.parameter_updates().values()
+    torch.testing.assert_close(weight[0] / bias[0], x.flatten(), rtol=0, atol=1e-3)  # the image is in the update
+    result = DeepLeakage(DeepLeakage.Params(iterations=50)).reconstruct(observed, torch.Generator().manual_seed(0))
+    assert result.labels.tolist() == [2]
+    assert (result.images - x).abs().max().item() < 1e-3  # a uint8 grey level is 1/255 = 0.0039
+    assert psnr(result.images, x).item() > 60
+
+
 def test_idlg_labels_of_a_batch_with_distinct_labels(tiny_model: TinyModel) -> None:
     torch.manual_seed(2)
     model = tiny_model(nn.ReLU)

@@ -105,6 +105,66 @@ def test_ciphertexts_are_not_inverted(dataset: ImageDataset, tiny_model: TinyMod
     assert audit.summary(records)["privacy"]["dlg"] == {"reconstructed": 0, "not_invertible": 1, "skipped": 0}
 
 
+def test_under_ckks_the_attacker_reads_only_what_the_server_holds(
+    dataset: ImageDataset, tiny_model: TinyModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Client 0's real update goes the way of an encrypted round: the client's code encrypts it,
+    the server's reply check reads it back under the public context, and the audit gets the round
+    as the server builds it. What arrives is ciphertexts the held context cannot decrypt; no attack
+    is run on it and no image is written."""
+    from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from fedsec.crypto.config import EncryptionConfig
+    from fedsec.crypto.context import Needs, ckks_parameters
+    from fedsec.crypto.key_authority import KEY_FILE_ENV, KeyAuthority
+    from fedsec.crypto.layout import CiphertextLayout
+    from fedsec.crypto.packing import chunk_bounds, encrypt_vector
+    from fedsec.fl import encrypted_transport as transport
+    from fedsec.fl.protocol import METRICS_RECORD, NUM_EXAMPLES_KEY, PARTITION_KEY, SAMPLED_KEY, UPDATE_RECORD
+    from fedsec.fl.validation import ValidReply
+    from fedsec.privacy.dlg import DeepLeakage
+    from fedsec.privacy.inverting_gradients import InvertingGradients
+
+    for field, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):  # Flower stamps messages with these
+        monkeypatch.setattr(TaskIdentity, field, value)
+    for attack in (DeepLeakage, InvertingGradients):
+        monkeypatch.setattr(attack, "reconstruct", lambda *_: pytest.fail("an attack ran on ciphertexts"))
+    s = scenario({"inversion": {"client": 0, "rounds": [1], "attacks": [DLG, {"name": "inverting-gradients"}]}})
+    audit = build_audits(s, dataset, torch.device("cpu"))[0]
+    torch.manual_seed(0)
+    model = tiny_model()
+    update = client_update(audit, model, s)
+    params = ckks_parameters(EncryptionConfig(mode="ckks"), Needs(depth=1, rotations=False))
+    authority = KeyAuthority(params, tmp_path, model_size=len(update))
+    monkeypatch.setenv(KEY_FILE_ENV, str(authority.secret_context_file))
+    config = ConfigRecord({transport.HE_FINGERPRINT_KEY: authority.fingerprint, SAMPLED_KEY: [0],
+                           transport.HE_COEFFICIENTS_KEY: [1.0], transport.HE_SLOTS_KEY: params.slots,
+                           transport.HE_BREAKS_KEY: []})
+    record, _ = transport.client_update_record(update, 0, config)
+    content = RecordDict({UPDATE_RECORD: record, METRICS_RECORD: MetricRecord(
+        {PARTITION_KEY: 0, NUM_EXAMPLES_KEY: 1, "train_s": 0.1})})
+    reply = Message(content, reply_to=Message(RecordDict(), dst_node_id=7, message_type=MessageType.TRAIN))
+    public = authority.public_context()
+    fresh = encrypt_vector(public, torch.zeros(len(update)), params.slots)
+    layout = CiphertextLayout(chunk_bounds(len(update), params.slots), 2 * max(len(c.serialize()) for c in fresh),
+                              2.0**params.scale_bits, len(params.coeff_mod_bit_sizes) - 1)
+    valid = transport.validate_encrypted_reply(reply, 0, public, layout, max_examples=100)
+    assert isinstance(valid, ValidReply)
+    received = {r.partition: r.update for r in [valid]}  # as the server builds the round's view
+
+    held = received[0]
+    assert held and all(isinstance(c, ts.CKKSVector) for c in held)
+    assert not any(c.context().is_private() for c in held)
+    with pytest.raises(ValueError):  # TenSEAL refuses to decrypt without the secret key
+        held[0].decrypt()
+    records = audit(view(model, 1, received, tmp_path / "run"))
+    assert [(r["attack"], r["status"]) for r in records] == [("dlg", "not-invertible"),
+                                                             ("inverting-gradients", "not-invertible")]
+    assert not any({"psnr", "png", "labels_recovered"} & r.keys() for r in records)
+    assert not (tmp_path / "run" / "privacy").exists()
+
+
 def test_absent_client(dataset: ImageDataset, tiny_model: TinyModel, tmp_path: Path) -> None:
     every = build_audits(scenario({"inversion": {"client": 3, "attacks": [DLG]}}), dataset, torch.device("cpu"))[0]
     assert every(view(tiny_model(), 1, {}, tmp_path)) == []
