@@ -14,7 +14,6 @@ command's wall time, and the ratio A/B of the per-round medians, per repeat and 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -22,14 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from fedsec.results import RunDirectory
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def rounds_s(runs: Path) -> list[float]:
     """``round_s`` of each round of the one run under ``runs``."""
     (run_dir,) = runs.iterdir()
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [float(json.loads(line)["round_s"]) for line in lines]
+    return [float(r["round_s"]) for r in RunDirectory(run_dir).rounds()]
 
 
 def timed(command: list[str]) -> float:

@@ -47,6 +47,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fedsec.results import read_jsonl
+
 ROOT = Path(__file__).resolve().parents[1]
 BADNETS = "scenarios/inspection/badnets-inspect.yaml"
 CLEAN = "scenarios/inspection/clean-inspect.yaml"
@@ -64,11 +66,6 @@ HIGH_IS_SUSPECT = {"restore"}
 """Inspectors whose per-class statistic is largest for the most suspect class (REStore's log10
 probabilities); the others' is smallest (mask norms, TABOR's metric, perturbation norms,
 log-likelihoods)."""
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSONL file."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def finished_run(parent: Path) -> Path | None:

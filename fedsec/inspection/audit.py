@@ -48,10 +48,14 @@ def trigger_footprint(attack: DataAttack, image_shape: tuple[int, int, int]) -> 
     return changed if 0 < int(changed.sum()) < changed.numel() else None
 
 
+def _iou(found: Tensor, footprint: Tensor) -> float:
+    """Intersection over union of two boolean pixel sets of the same shape."""
+    return int((found & footprint).sum()) / int((found | footprint).sum())
+
+
 def mask_iou(trigger: Trigger, footprint: Tensor) -> float:
     """Intersection over union of the mask's pixels at least :data:`MASK_LEVEL` and ``footprint``."""
-    found = trigger.mask.detach().cpu() >= MASK_LEVEL
-    return int((found & footprint).sum()) / int((found | footprint).sum())
+    return _iou(trigger.mask.detach().cpu() >= MASK_LEVEL, footprint)
 
 
 def mask_iou_top(trigger: Trigger, footprint: Tensor) -> float:
@@ -61,8 +65,7 @@ def mask_iou_top(trigger: Trigger, footprint: Tensor) -> float:
     mask = trigger.mask.detach().cpu().flatten()
     found = torch.zeros_like(mask, dtype=torch.bool)
     found[mask.topk(int(footprint.sum())).indices] = True
-    found = found.view(footprint.shape)
-    return int((found & footprint).sum()) / int((found | footprint).sum())
+    return _iou(found.view(footprint.shape), footprint)
 
 
 class InspectionAudit(Audit):
