@@ -19,35 +19,47 @@ from fedsec.defenses.base import (
 )
 
 
+BLOCK_VALUES = 1 << 21
+"""Values per block of coordinates that :func:`trimmed_mean` selects in at a time (8 MiB of float32)."""
+
+
 def trimmed_mean(rows: Tensor, cut: int) -> tuple[Tensor, Tensor]:
     """Per coordinate of ``rows`` (n, d), the mean of the values left once the ``cut`` smallest
     and ``cut`` largest are dropped, (d,); and each row's mass in it
     (:func:`~fedsec.defenses.base.coordinate_contributions`), (n,).
 
-    Selections (``topk``) instead of a sort: a sort along the client axis costs about twice
-    as much on CPU (docs/performance.md). The kept values come from the same selections as
-    their rows, so ties are resolved once and the contributions stay exact.
+    Selections (``topk``) instead of a sort, which costs about twice as much on CPU. They run
+    on blocks of coordinates copied to (block, n), so that each coordinate's n values are
+    contiguous and a block stays in cache (docs/performance.md). The kept values come from the
+    same selections as their rows, so ties are resolved once and the contributions stay exact.
     """
-    n = rows.shape[0]
+    n, d = rows.shape
     kept = n - 2 * cut
-    if kept <= cut:
-        # Few values kept (the median): select them directly, the n - cut smallest, then the
-        # largest of those.
-        lower = rows.topk(n - cut, dim=0, largest=False, sorted=False)
-        middle = lower.values.topk(kept, dim=0, sorted=False)
-        parts = middle.values / kept
-        owners = lower.indices.gather(0, middle.indices)
-        return middle.values.mean(dim=0), coordinate_contributions(n, owners, parts)
-    masked = rows
-    if cut:
-        # Short tails: zero them in a copy. The -inf marks keep the smallest values out of the
-        # largest ones when values tie (rows are finite: replies are validated).
-        smallest = rows.topk(cut, dim=0, largest=False, sorted=False).indices
-        masked = rows.scatter(0, smallest, -math.inf)
-        largest = masked.topk(cut, dim=0, sorted=False).indices
-        masked = masked.scatter_(0, largest, 0.0).scatter_(0, smallest, 0.0)
-    # sum |masked| over coordinates is coordinate_contributions of the kept parts, without indices.
-    return masked.sum(dim=0) / kept, torch.linalg.vector_norm(masked, ord=1, dim=1) / kept
+    aggregate = rows.new_empty(d)
+    contributions = rows.new_zeros(n)
+    width = max(1, BLOCK_VALUES // n)
+    for start in range(0, d, width):
+        block = rows[:, start : start + width].T.contiguous()
+        if kept <= cut:
+            # Few values kept (the median): select them directly, the n - cut smallest, then
+            # the largest of those.
+            lower = block.topk(n - cut, dim=1, largest=False, sorted=False)
+            middle = lower.values.topk(kept, dim=1, sorted=False)
+            aggregate[start : start + width] = middle.values.mean(dim=1)
+            owners = lower.indices.gather(1, middle.indices)
+            contributions += coordinate_contributions(n, owners, middle.values / kept)
+            continue
+        if cut:
+            # Zero the tails in the block. The -inf marks keep the smallest values out of the
+            # largest ones when values tie (rows are finite: replies are validated).
+            smallest = block.topk(cut, dim=1, largest=False, sorted=False).indices
+            block.scatter_(1, smallest, -math.inf)
+            largest = block.topk(cut, dim=1, sorted=False).indices
+            block.scatter_(1, largest, 0.0).scatter_(1, smallest, 0.0)
+        aggregate[start : start + width] = block.sum(dim=1) / kept
+        # Summing |block| over coordinates is coordinate_contributions of the kept parts.
+        contributions += torch.linalg.vector_norm(block, ord=1, dim=0) / kept
+    return aggregate, contributions
 
 
 @register("trimmed-mean")
