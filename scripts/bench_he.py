@@ -35,7 +35,7 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedsec.crypto.aggregation import add, encrypted_sum
 from fedsec.crypto.config import EncryptionConfig
-from fedsec.crypto.context import Needs, ckks_parameters
+from fedsec.crypto.context import ckks_parameters
 from fedsec.crypto.custody import KeyCustody
 from fedsec.crypto.key_authority import (
     EMBEDDER,
@@ -65,9 +65,12 @@ from fedsec.fl.protocol import (
     UPDATE_RECORD,
 )
 from fedsec.fl.validation import TRAIN_SECONDS_KEY, RejectedReply
+from fedsec.fl.encrypted_aggregation import operation_needs
 from fedsec.results import RunDirectory
+from fedsec.scenario import load_scenario
 
 CNN_PARAMETERS = 206_922
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def median_s(function: Callable[[], object], repeats: int) -> float:
@@ -131,7 +134,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    params = ckks_parameters(EncryptionConfig(mode="ckks"), Needs(depth=1, rotations=False))
+    fedavg = load_scenario(ROOT / "scenarios/encryption/fedavg-ckks.yaml")
+    params = ckks_parameters(fedavg.encryption, operation_needs(fedavg))
     authority = KeyAuthority(params, Path(tempfile.mkdtemp()), CNN_PARAMETERS)
     public, secret = authority.public_context(), authority._context
     update = torch.randn(CNN_PARAMETERS, generator=torch.Generator().manual_seed(0)) * 0.01

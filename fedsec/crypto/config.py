@@ -29,7 +29,7 @@ class EncryptionConfig(BaseModel):
     coeff_mod_bit_sizes: Literal["auto"] | list[int] = Field(
         "auto",
         description="Modulus chain in bits, e.g. [60, 40, 60]; auto: the shortest chain the "
-        "scenario's operations need (one 40-bit level per multiplication depth).",
+        "scenario's operations need (one 40-bit level per multiplication depth; [60, 60] for FedAvg's additions).",
     )
     global_scale_bits: int = Field(40, ge=20, le=60, description="CKKS scale 2^bits of encoded values.")
 
@@ -42,8 +42,8 @@ class EncryptionConfig(BaseModel):
     def _chain(self) -> EncryptionConfig:
         chain = self.coeff_mod_bit_sizes
         if chain != "auto":
-            if len(chain) < 3:
-                raise ValueError("coeff_mod_bit_sizes: give at least 3 primes (e.g. [60, 40, 60])")
+            if len(chain) < 2:
+                raise ValueError("coeff_mod_bit_sizes: give at least 2 primes (e.g. [60, 40, 60])")
             if not all(20 <= bits <= 60 for bits in chain):
                 raise ValueError(f"coeff_mod_bit_sizes: every prime must have 20..60 bits, got {chain}")
         return self

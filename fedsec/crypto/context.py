@@ -66,10 +66,12 @@ class CkksParameters:
 
 def ckks_parameters(config: EncryptionConfig, needs: Needs) -> CkksParameters:
     """The shortest chain (and smallest N) that gives ``needs.depth`` levels, unless the config
-    fixes them; ValueError when a fixed chain is too short or too long for N."""
+    fixes them; ValueError when a fixed chain is too short or too long for N. Depth 0 (additions
+    only) is ``[60, 60]``: one 60-bit prime holds the values at scale 2^40, the other is for
+    key switching."""
     scale = config.global_scale_bits
     if config.coeff_mod_bit_sizes == "auto":
-        chain = (SPECIAL_PRIME_BITS, *([scale] * max(needs.depth, 1)), SPECIAL_PRIME_BITS)
+        chain = (SPECIAL_PRIME_BITS, *([scale] * needs.depth), SPECIAL_PRIME_BITS)
     else:
         chain = tuple(config.coeff_mod_bit_sizes)
         if len(chain) - 2 < needs.depth:

@@ -71,15 +71,16 @@ def _control_message(control: Connection) -> str:
         return "stop"
 
 
-def _answer(grant: Grant, authority: KeyAuthority, request: tuple[str, str, list[bytes]]) -> tuple[str, Any]:
-    """One request (operation, what, ciphertext bytes) -> ("ok", result) or ("refused", reason)."""
-    operation, what, blobs = request
+def _answer(grant: Grant, authority: KeyAuthority, request: tuple[str, str, list[bytes], float]) -> tuple[str, Any]:
+    """One request (operation, what, ciphertext bytes, factor of a refresh) -> ("ok", result) or
+    ("refused", reason)."""
+    operation, what, blobs, factor = request
     ciphertexts = authority.ciphertexts_from(blobs)
     try:
         if operation == "decrypt":
             return "ok", grant.decrypt(ciphertexts, what)
         if operation == "refresh":
-            return "ok", [ct.serialize() for ct in grant.refresh(ciphertexts, what)]
+            return "ok", [ct.serialize() for ct in grant.refresh(ciphertexts, what, float(factor))]
         if operation == "refresh_packed":
             return "ok", grant.refresh_packed(ciphertexts, what).serialize()
     except DecryptionRefused as exc:
@@ -99,9 +100,9 @@ class RemoteGrant:
         self.role = role
         self.purpose = purpose
 
-    def _ask(self, operation: str, ciphertexts: Sequence[ts.CKKSVector], what: str) -> Any:
+    def _ask(self, operation: str, ciphertexts: Sequence[ts.CKKSVector], what: str, factor: float = 1.0) -> Any:
         try:
-            self._conn.send((operation, what, [ct.serialize() for ct in ciphertexts]))
+            self._conn.send((operation, what, [ct.serialize() for ct in ciphertexts], factor))
             status, result = self._conn.recv()
         except (EOFError, OSError, BrokenPipeError) as exc:
             raise KeyCustodyError(f"the key authority stopped answering ({type(exc).__name__})") from None
@@ -113,10 +114,10 @@ class RemoteGrant:
         """See :class:`fedsec.crypto.key_authority.Decryptor`."""
         return self._ask("decrypt", ciphertexts, what)
 
-    def refresh(self, ciphertexts: Sequence[ts.CKKSVector], what: str) -> list[ts.CKKSVector]:
+    def refresh(self, ciphertexts: Sequence[ts.CKKSVector], what: str, factor: float = 1.0) -> list[ts.CKKSVector]:
         """See :class:`fedsec.crypto.key_authority.Decryptor`."""
         context = ciphertexts[0].context()
-        return [ts.ckks_vector_from(context, blob) for blob in self._ask("refresh", ciphertexts, what)]
+        return [ts.ckks_vector_from(context, blob) for blob in self._ask("refresh", ciphertexts, what, factor)]
 
     def refresh_packed(self, ciphertexts: Sequence[ts.CKKSVector], what: str) -> ts.CKKSVector:
         """See :class:`fedsec.crypto.key_authority.Decryptor`."""

@@ -54,7 +54,8 @@ class RoleRights:
         Only small plaintexts: at most ``server_value_limit`` values per ciphertext and fewer
         than a model's worth in one request.
     refresh : bool
-        May have ciphertexts re-encrypted (fresh modulus chain) without seeing their values.
+        May have ciphertexts re-encrypted (fresh modulus chain, values optionally times a public
+        factor) without seeing their values.
     """
 
     scalars_only: bool
@@ -62,7 +63,9 @@ class RoleRights:
 
 
 RIGHTS = {
-    SERVER: RoleRights(scalars_only=True, refresh=False),
+    # The server's refreshes renormalise a FedAvg sum when replies are missing: its chain has no level
+    # for a plaintext factor (fedsec.fl.encrypted_aggregation.operation_needs).
+    SERVER: RoleRights(scalars_only=True, refresh=True),
     EMBEDDER: RoleRights(scalars_only=True, refresh=True),  # holds the detector, works on ciphertexts
     EVALUATOR: RoleRights(scalars_only=False, refresh=False),
     OWNER: RoleRights(scalars_only=False, refresh=False),
@@ -87,8 +90,8 @@ class Decryptor(Protocol):
         """Plaintexts (float64 arrays) of ``ciphertexts``; ``what`` names them in the log."""
         ...
 
-    def refresh(self, ciphertexts: Sequence[ts.CKKSVector], what: str) -> list[ts.CKKSVector]:
-        """Fresh ciphertexts (full modulus chain) of the same values."""
+    def refresh(self, ciphertexts: Sequence[ts.CKKSVector], what: str, factor: float = 1.0) -> list[ts.CKKSVector]:
+        """Fresh ciphertexts (full modulus chain) of the same values times ``factor`` (public)."""
         ...
 
     def refresh_packed(self, ciphertexts: Sequence[ts.CKKSVector], what: str) -> ts.CKKSVector:
@@ -235,10 +238,12 @@ class KeyAuthority:
             return f"its budget of {budget} values this round is spent ({self._spent[role]} decrypted)"
         return None
 
-    def refresh(self, ciphertexts: Sequence[ts.CKKSVector], what: str, why: str, requester: str) -> list[ts.CKKSVector]:
-        """Fresh ciphertexts (full modulus chain) of the same values; the requester sees no plaintext."""
+    def refresh(self, ciphertexts: Sequence[ts.CKKSVector], what: str, why: str, requester: str,
+                factor: float = 1.0) -> list[ts.CKKSVector]:
+        """Fresh ciphertexts (full modulus chain) of the same values times ``factor`` (a public
+        number, e.g. a renormalisation); the requester sees no plaintext."""
         self._check_refresh(ciphertexts, what, why, requester)
-        return [ts.ckks_vector(self._context, self._values(ct)) for ct in ciphertexts]
+        return [ts.ckks_vector(self._context, (np.asarray(self._values(ct)) * factor).tolist()) for ct in ciphertexts]
 
     def refresh_packed(self, ciphertexts: Sequence[ts.CKKSVector], what: str, why: str, requester: str) -> ts.CKKSVector:
         """One fresh ciphertext holding the values of ``ciphertexts`` one after another (e.g. T
@@ -284,9 +289,9 @@ class Grant:
         """See :class:`Decryptor`."""
         return self.authority.decrypt(ciphertexts, what, self.purpose, self.role)
 
-    def refresh(self, ciphertexts: Sequence[ts.CKKSVector], what: str) -> list[ts.CKKSVector]:
+    def refresh(self, ciphertexts: Sequence[ts.CKKSVector], what: str, factor: float = 1.0) -> list[ts.CKKSVector]:
         """See :class:`Decryptor`."""
-        return self.authority.refresh(ciphertexts, what, self.purpose, self.role)
+        return self.authority.refresh(ciphertexts, what, self.purpose, self.role, factor)
 
     def refresh_packed(self, ciphertexts: Sequence[ts.CKKSVector], what: str) -> ts.CKKSVector:
         """See :class:`Decryptor`."""

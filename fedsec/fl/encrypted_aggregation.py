@@ -76,13 +76,20 @@ def _whitebox_on_ciphertexts(scenario: Scenario) -> bool:
 def operation_needs(scenario: Scenario) -> Needs:
     """Depth and rotations of a scenario's encrypted operations.
 
-    One level always (a plaintext factor on the sum or the weighted sum); a second one when a
-    defense needs inner products with the global model (FLAME on local models: the global model
-    sits one level down after the first aggregation). Any per-client scalar is a slot sum, which
-    needs Galois keys. A FedCrypt watermark's homomorphic steps need three levels and rotations.
+    FedAvg alone adds ciphertexts (clients encrypt their update times their coefficient): no
+    level; when replies are missing, the server has the key authority refresh the sum times the
+    renormalising factor instead of multiplying. A defense's weighted sum takes one level (a
+    plaintext factor per row); a second one when a defense needs inner products with the global
+    model (FLAME on local models: the global model sits one level down after the first
+    aggregation). Any per-client scalar is a slot sum, which needs Galois keys. A FedCrypt
+    watermark's homomorphic steps need three levels and rotations.
     """
     needed = _scalars_needed(scenario)
-    needs = Needs(depth=2 if Scalar.GLOBAL_PRODUCTS in needed else 1, rotations=bool(needed))
+    if Scalar.GLOBAL_PRODUCTS in needed:
+        depth = 2
+    else:
+        depth = 0 if all(spec.name == "fedavg" for spec in scenario.defenses) else 1
+    needs = Needs(depth=depth, rotations=bool(needed))
     if _whitebox_on_ciphertexts(scenario):
         needs = Needs(depth=max(needs.depth, STEP_NEEDS.depth), rotations=True)
     return needs
@@ -206,8 +213,9 @@ class EncryptedFederation:
             total = encrypted_sum([r.update for r in valid])
             sent = sum(self._coefficients.values())
             received = sum(self._coefficients[r.partition] for r in valid)
-            if abs(received - sent) > 1e-12 * sent:  # some replies missing: renormalise (one level)
-                total = [chunk * (sent / received) for chunk in total]
+            if abs(received - sent) > 1e-12 * sent:  # some replies missing: renormalise
+                total = self._decryptor.refresh(
+                    total, f"sum of {n} updates, renormalised for missing replies", sent / received)
             self.global_chunks = add(self.global_chunks, total)
             return Decision(accepted=torch.ones(n, dtype=torch.bool))
         weights = torch.tensor([float(r.num_examples) for r in valid])

@@ -102,6 +102,25 @@ def test_the_server_grant_refuses_the_model_whole_or_in_slices(custody: KeyCusto
     assert len(grant.decrypt([chunks[0].mm(selector.tolist())], "next round's slice")[0]) == 10
 
 
+def test_the_server_renormalises_a_sum_without_seeing_it(custody: KeyCustody, tmp_path: Path) -> None:
+    server = server_of(custody)
+    values = torch.randn(MODEL_SIZE, generator=torch.Generator().manual_seed(1))
+    chunks = encrypt_vector(custody.public_context, values, PARAMS.slots)
+    refreshed = server._decryptor.refresh(chunks, "a sum with missing replies", 1.25)
+    assert all(not ct.context().has_secret_key() for ct in refreshed)
+    with pytest.raises(ValueError):
+        refreshed[0].decrypt()  # the server's context cannot decrypt what it got back
+    owner = custody.take(OWNER)
+    back = torch.cat([torch.from_numpy(v) for v in owner.decrypt(refreshed, "check")])
+    assert (back - 1.25 * values.double()).abs().max().item() < 1e-5
+    (entry,) = [e for e in read_log(tmp_path) if e["action"] == "refresh"]
+    assert entry["requester"] == SERVER and not entry["refused"] and entry["values"] == MODEL_SIZE
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / DECRYPTIONS_FILE).read_text().splitlines()]
+
+
 def test_a_grant_cannot_claim_another_role(custody: KeyCustody, tmp_path: Path) -> None:
     grant = custody.take(SERVER)
     grant.role = EVALUATOR  # the holder's label; the authority keeps its own

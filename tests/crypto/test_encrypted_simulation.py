@@ -86,6 +86,23 @@ def test_encrypted_run_matches_plaintext(tmp_path: Path, defenses: list, request
     assert json.loads(run_dir.file("summary.json").read_text())["ma"] > 0.5
 
 
+def test_a_round_with_missing_replies_is_renormalised_as_in_plaintext(tmp_path: Path) -> None:
+    # FedAvg's chain has no level for a plaintext factor: the key authority refreshes the sum
+    # times sent / received coefficients for the server, which sees ciphertexts only.
+    faults = {"crash": 0.3}
+    _, plain = run(tmp_path / "plain", faults=faults)
+    run_dir, encrypted = run(tmp_path / "ckks", faults=faults, encryption={"mode": "ckks"})
+    short = [r["round"] for r in run_dir.rounds() if 0 < r["replies"] < r["clients"]]
+    assert short, "no round lost a reply: the fault seed no longer exercises renormalisation"
+    for p, e in zip(plain, encrypted, strict=True):
+        assert (p - e).abs().max().item() <= 1e-4
+    refreshes = [e for e in read_jsonl(run_dir.file(DECRYPTIONS_FILE)) if e["action"] == "refresh"]
+    assert len(refreshes) == len(short)
+    assert all(e["requester"] == "server" and not e["refused"] for e in refreshes)
+    assert not [e for e in read_jsonl(run_dir.file(DECRYPTIONS_FILE))
+                if e["requester"] == "server" and e["action"] == "decrypt"]
+
+
 def test_fedcrypt_watermark_on_ciphertexts_matches_the_mirror(tmp_path: Path) -> None:
     bits = 32
     watermark = {"scheme": {"name": "fedcrypt", "bits": bits}, "key": "seeded", "embedding": {"check_every": 1}}

@@ -88,8 +88,10 @@ def test_packing_round_trip(authority: KeyAuthority) -> None:
 
 def test_chain_is_the_shortest_that_fits() -> None:
     auto = EncryptionConfig(mode="ckks")
-    fedavg = ckks_parameters(auto, Needs(depth=1, rotations=False))
-    assert fedavg.coeff_mod_bit_sizes == (60, 40, 60) and fedavg.poly_modulus_degree == 8192 and not fedavg.galois_keys
+    fedavg = ckks_parameters(auto, Needs(depth=0, rotations=False))
+    assert fedavg.coeff_mod_bit_sizes == (60, 60) and fedavg.poly_modulus_degree == 8192 and not fedavg.galois_keys
+    weighted = ckks_parameters(auto, Needs(depth=1, rotations=True))
+    assert weighted.coeff_mod_bit_sizes == (60, 40, 60) and weighted.poly_modulus_degree == 8192 and weighted.galois_keys
     deep = ckks_parameters(auto, Needs(depth=4, rotations=True))
     assert deep.coeff_mod_bit_sizes == (60, 40, 40, 40, 40, 60) and deep.poly_modulus_degree == 16384
     with pytest.raises(ValueError, match="allows depth 1"):
