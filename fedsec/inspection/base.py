@@ -132,6 +132,10 @@ class Inspector(ABC):
     Params: ClassVar[type[InspectorParams]] = InspectorParams
     needs_weights: ClassVar[bool] = True
     """Whether the method reads the model's weights or gradients (white-box only)."""
+    suspicion_sign: ClassVar[int] = 1
+    """+1 when a larger :attr:`Finding.score` is more suspect (anomaly indices, flagged above the
+    threshold), -1 when a smaller one is (log-likelihoods, flagged below it): ``suspicion_sign *
+    score`` ranks models from least to most suspect (the population benchmark's ROC and AUC)."""
 
     def __init__(self, **params: Any) -> None:
         self.params = self.Params(name=self.name, **params)

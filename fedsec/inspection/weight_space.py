@@ -148,6 +148,7 @@ class WeightSpace(Inspector):
             "the previous global model on its clean data.")
 
     params: Params
+    suspicion_sign = -1  # a low log-likelihood is suspect
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)

@@ -146,6 +146,22 @@ def test_crafted_poisons_keep_their_labels_and_budget(spec: dict) -> None:
         assert (out.x.int() - x.int()).abs().max() <= epsilon * 255 + 0.5
 
 
+def test_each_target_gets_its_own_block_of_poisons() -> None:
+    """Poisons are written back to the rows of the bases they were crafted from, ``poisons`` per
+    target: with a collide that returns the target itself, every target appears exactly that often.
+    (Reading the poisons as x[mask], in row order, does not pair them with their targets.)"""
+    x, y = partition()
+    attack = build_data_attack({"name": "poison-frogs", "num_classes": 3, "target_label": 0, "target_class": 1,
+                                "num_targets": 3, "poisons": 2, "iterations": 1})
+    attack.collide = lambda models, bases, targets: targets.unsqueeze(1).expand_as(bases)
+    ctx = context()
+    out = attack.craft(x, y, ctx)
+    targets = ctx.test_x[attack.asr_mask(ctx.test_y)]
+    poisons = out.x[out.mask]
+    matches = (poisons.unsqueeze(1) == targets.unsqueeze(0)).flatten(2).all(2)  # (poisons, targets)
+    assert matches.sum(1).tolist() == [1] * 6 and matches.sum(0).tolist() == [2, 2, 2]
+
+
 def test_targets_are_the_same_for_the_client_and_the_evaluator_and_scored_clean() -> None:
     attack = build_data_attack({"name": "bullseye-polytope", "num_classes": 3, "target_label": 0,
                                 "target_class": 2, "num_targets": 4, "target_seed": 5})
