@@ -68,6 +68,14 @@ def mask_iou_top(trigger: Trigger, footprint: Tensor) -> float:
     return _iou(found.view(footprint.shape), footprint)
 
 
+def clean_sample(dataset: ImageDataset, count: int, seed: int) -> tuple[Tensor, Tensor]:
+    """The inspectors' clean images and labels: ``count`` seeded draws from the training set
+    (never the test set), the server's clean data."""
+    chosen = np.random.default_rng([seed, 13]).choice(len(dataset.train_y), size=count, replace=False)
+    index = torch.from_numpy(chosen)
+    return dataset.train_x[index], dataset.train_y[index]
+
+
 class InspectionAudit(Audit):
     """Runs the ``inspection`` section's inspectors and repair; one record per method and round."""
 
@@ -80,10 +88,8 @@ class InspectionAudit(Audit):
         self.training = scenario.client
         self.clients_per_round = scenario.clients_per_round
         self.batch_size = scenario.evaluation.batch_size
-        chosen = np.random.default_rng([scenario.seed, 13]).choice(
-            len(dataset.train_y), size=config.clean_samples, replace=False)
-        index = torch.from_numpy(chosen)
-        self.x, self.y = dataset.train_x[index].to(device), dataset.train_y[index].to(device)
+        x, y = clean_sample(dataset, config.clean_samples, scenario.seed)
+        self.x, self.y = x.to(device), y.to(device)
         self.inspectors = [build_inspector(spec.model_dump()) for spec in config.methods]
         self.repair = None if config.repair is None else build_repair(config.repair.model_dump())
         self.evaluator = Evaluator(dataset, scenario, device)

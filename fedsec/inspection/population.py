@@ -37,6 +37,7 @@ from torch import nn
 
 from fedsec.attacks.data.base import DataAttack, build_data_attack
 from fedsec.data.datasets import ImageDataset
+from fedsec.inspection.audit import clean_sample
 from fedsec.inspection.base import INSPECTORS, Inspector, QueryFunction, build_inspector
 from fedsec.models import MODELS, build_model
 from fedsec.training import ClientConfig, TrainingHooks, evaluate, predict, train_local
@@ -198,9 +199,9 @@ def materialise(specs: Sequence[MemberSpec], settings: TrainingSettings, dataset
     members = []
     for spec in specs:
         path = cache_dir / f"{spec.key(settings)}.pt"
-        model = build_model(settings.model, dataset.image_shape, dataset.num_classes, dataset.mean,
-                            dataset.std).to(device)
         if path.is_file():
+            model = build_model(settings.model, dataset.image_shape, dataset.num_classes, dataset.mean,
+                                dataset.std).to(device)
             saved = torch.load(path, map_location=device, weights_only=True)
             model.load_state_dict(saved["state_dict"])
             member = Member(spec, model.eval(), float(saved["ma"]),
@@ -223,13 +224,6 @@ def materialise(specs: Sequence[MemberSpec], settings: TrainingSettings, dataset
         if on_member is not None:
             on_member(member)
     return members
-
-
-def clean_images(dataset: ImageDataset, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inspectors' clean images: ``count`` seeded draws from the training set (never the test set)."""
-    chosen = np.random.default_rng([seed, 13]).choice(len(dataset.train_y), size=count, replace=False)
-    index = torch.from_numpy(chosen)
-    return dataset.train_x[index], dataset.train_y[index]
 
 
 def parse_overrides(texts: Iterable[str], names: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -451,7 +445,7 @@ def run_benchmark(inspectors: Sequence[Inspector], dataset: ImageDataset, settin
     everyone = materialise(specs, settings, dataset, cache_dir, device, on_member=report)
     population = [m for m in everyone if m.spec.role == "population"]
     reference_models = [m.model for m in everyone if m.spec.role == "reference"]
-    x, y = clean_images(dataset, clean_samples, seed)
+    x, y = clean_sample(dataset, clean_samples, seed)
     x, y = x.to(device), y.to(device)
     rows: list[dict[str, Any]] = []
     out_dir.mkdir(parents=True, exist_ok=True)
