@@ -15,7 +15,9 @@ ROOT = Path(__file__).parents[1]
     ("bench_he.py", ["--repeats", "1", "--clients", "2"], "client encryption (1 update)"),
     ("bench_defenses.py", ["--n", "12", "--d", "2000", "--repeats", "1", "--f", "2"], "krum"),
     ("bench_watermark.py", ["--dataset", "digits", "--steps", "2", "--repeats", "1"], "ratio"),
-], ids=["he", "defenses", "watermark"])
+    ("bench_evaluation.py", ["--dataset", "digits", "--images", "300", "--batch-size", "100", "--repeats", "1"],
+     "ratio defaults / fedsec"),
+], ids=["he", "defenses", "watermark", "evaluation"])
 def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)

@@ -12,6 +12,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedsec.allocator import keep_large_blocks
 from fedsec.fl.environment import configure_environment
 from fedsec.fl.prompt_grid import PromptGrid
 from fedsec.fl.server import FederationServer
@@ -19,6 +20,7 @@ from fedsec.results import SCENARIO_FILE, RunDirectory, write_atomic
 from fedsec.scenario import ScenarioError, load_scenario, to_yaml
 
 configure_environment()
+keep_large_blocks()
 app = ServerApp()
 
 

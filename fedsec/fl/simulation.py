@@ -8,6 +8,7 @@ from typing import Any
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedsec.allocator import keep_large_blocks
 from fedsec.crypto.key_authority import KEY_FILE_ENV, KEYS_DIR, SECRET_CONTEXT_FILE
 from fedsec.fl.environment import configure_environment, ray_init_args, scoped_environment
 from fedsec.fl.processes import become_subreaper, descendants, stop_new_descendants
@@ -57,6 +58,7 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
     Raises RunRefused or RunFailed (one-line messages) when the run cannot start or stops early.
     """
     configure_environment()
+    keep_large_blocks()
     import ray
     from flwr.simulation import run_simulation
 
