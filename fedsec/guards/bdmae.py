@@ -75,7 +75,8 @@ class BDMAE(Purifier):
 
     class Params(PurifierParams):
         name: Literal["bdmae"] = "bdmae"
-        patch: int = Field(4, ge=1, le=64, description="Side of a token, in pixels (28 x 28 images: 7 x 7 tokens).")
+        patch: int = Field(2, ge=1, le=64, description="Side of a token, in pixels (28 x 28 images: 14 x 14 tokens, "
+                           "the grid the authors' ViT-MAE sees on every input resized to 224 x 224).")
         mask_ratio: float = Field(0.75, gt=0, lt=1, description="Share of the tokens each random mask hides "
                                   "(the autoencoder trains at the same share).")
         alpha: float = Field(0.5, ge=0, le=1, description="Weight of the image-consistency score against the "
