@@ -3,9 +3,10 @@
 For each run directory (a finished ``fedsec run`` with its ``model.pt``), the chains of the
 ``runtime_guards`` section of a scenario file (``--guards``) are fitted on the run's clean training sample and measured on its test
 set exactly as the run's own ``runtime_guards`` audit measures them after the last round; the
-records go to ``guards-table.jsonl`` in the run directory and one Markdown row per run and chain
-is printed (MA and ASR of the model without guards, then FRR, FAR, SDA, SASR in %, with the seed's
-STRIP+BDMAE figures beside the chain named ``strip-bdmae``).
+records are appended to ``guards-table.jsonl`` in the run directory and one Markdown row per run
+and chain is printed (MA and ASR of the model without guards, then FRR, FAR, SDA, SASR in %, with
+the seed's STRIP+BDMAE figures beside the chain named ``strip-bdmae``, and each guard's ROC AUC
+separating triggered from clean inputs).
 
 With ``--breakdown``, each chain is run once more on the clean test inputs, guard by guard, and a
 second table says where clean accuracy goes: per guard, the clean inputs it rejects (and how many
@@ -85,8 +86,8 @@ def main() -> None:
             parser.error(f"no chain {sorted(unknown)} in {args.guards}")
         section = section.model_copy(update={"chains": {k: v for k, v in section.chains.items() if k in args.chains}})
     device = resolve_device(args.device)
-    print("| attack | MA | ASR | chain | FRR | FAR | SDA | SASR | seed 000 SDA / SASR | s per 1,000 |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| attack | MA | ASR | chain | FRR | FAR | SDA | SASR | seed 000 SDA / SASR | AUC per guard | s per 1,000 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
         scenario = load_scenario(run / SCENARIO_FILE)
         data = scenario.data if args.test_samples is None else scenario.data.model_copy(
@@ -97,15 +98,16 @@ def main() -> None:
         audit = RuntimeGuardsAudit(section, scenario, dataset, device)
         view = RoundView(scenario.rounds, True, model, torch.zeros(1), {}, frozenset(), run)
         records = audit(view)
-        with (run / RECORD_FILE).open("w") as out:
+        with (run / RECORD_FILE).open("a") as out:
             for record in records:
                 out.write(json.dumps(record) + "\n")
         attack = scenario.attack.data.name if scenario.attack and scenario.attack.data else "none"
         for r in records:
             seed = SEED_000.get(attack) if r["chain"] == "strip-bdmae" else None
             beside = f"{seed[0]} / {seed[1]}" if seed else ""
+            auc = ", ".join("–" if a is None else f"{a:.3f}" for a in r.get("auc") or [])
             print(f"| {attack} | {percent(r['ma'])} | {percent(r.get('asr'))} | {r['chain']} | {percent(r['frr'])} | "
-                  f"{percent(r.get('far'))} | {percent(r['sda'])} | {percent(r.get('sasr'))} | {beside} | "
+                  f"{percent(r.get('far'))} | {percent(r['sda'])} | {percent(r.get('sasr'))} | {beside} | {auc} | "
                   f"{r['seconds_per_1000']:.2f} |", flush=True)
         if args.breakdown:
             n = len(audit.y)
