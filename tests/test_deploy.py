@@ -14,16 +14,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from processes import LOOPBACK, listening_addresses, live_pids_tagged
+from processes import LOOPBACK, free_port, listening_addresses, live_pids_tagged
 
 ROOT = Path(__file__).parents[1]
 TINY = "data.dataset=digits;model.name=mlp;data.num_clients=3;sampling.clients_per_round=3"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tls_handshake(port: int, ca: Path) -> dict | None:

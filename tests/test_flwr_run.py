@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from processes import live_pids_tagged
+from processes import free_port, live_pids_tagged
 
 ROOT = Path(__file__).parents[1]
 
@@ -19,7 +19,7 @@ def test_flwr_run_local_runs_and_leaves_no_process(tmp_path: Path) -> None:
     overrides = f"rounds=2;data.dataset=digits;model.name=mlp;data.num_clients=5;sampling.clients_per_round=3;output.dir={tmp_path}"
     result = subprocess.run(
         ["bash", "scripts/flwr_run_local.sh", "scenarios/quickstart.yaml", overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "FEDSEC_TEST_TAG": tag},
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "FEDSEC_TEST_TAG": tag, "FEDSEC_SUPERLINK_PORT": str(free_port())},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (run_dir,) = tmp_path.iterdir()

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,18 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from processes import LOOPBACK, listening_addresses, live_pids_tagged
+from processes import LOOPBACK, free_port, listening_addresses, live_pids_tagged
 
 from fedsec.fl.environment import ENVIRONMENT
 
 ROOT = Path(__file__).parents[1]
 VENV = ROOT / ".venv/bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop_tagged(tag: str) -> None:
