@@ -9,6 +9,9 @@ sweep's tables (sweep.csv, sweep_ci.csv, sweep.md) and writes
     matrix-asr.png     heat map of the mean final ASR (backdoor attacks)
     matrix-ma.png      heat map of the mean final MA
 
+and puts matrix.md between the `<!-- matrix:start -->` and `<!-- matrix:end -->` lines of
+EXPERIMENTS.md (of --page; with another --out, only when --page is given).
+
 Runs nothing: `fedsec sweep scenarios/reference/matrix.sweep.yaml --out results/matrix` runs
 (and resumes) the cells.
 
@@ -32,6 +35,16 @@ from fedsec.results import write_atomic
 ROOT = Path(__file__).resolve().parents[1]
 CELL_METRICS = ("ma", "asr", "recall", "fpr", "malicious_share")
 PENDING = "…"
+BLOCK_START, BLOCK_END = "<!-- matrix:start -->\n", "<!-- matrix:end -->"
+
+
+def replace_block(page: Path, block: str) -> None:
+    """Rewrite the part of ``page`` between its matrix markers with ``block``, nothing else."""
+    text = page.read_text()
+    if BLOCK_START not in text or BLOCK_END not in text:
+        raise SystemExit(f"{page}: no {BLOCK_START.strip()} ... {BLOCK_END} block")
+    head, rest = text.split(BLOCK_START, 1)
+    write_atomic(page, head + BLOCK_START + block + BLOCK_END + rest.split(BLOCK_END, 1)[1])
 
 
 def matrix_markdown(groups: dict[tuple[str, str], list[dict]], attacks: list[str], defenses: list[str],
@@ -68,7 +81,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweep", type=Path, default=ROOT / "scenarios/reference/matrix.sweep.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "results/matrix", help="the sweep directory")
+    parser.add_argument("--page", type=Path, default=None,
+                        help="page whose matrix block is rewritten (default: EXPERIMENTS.md, unless --out is given)")
     args = parser.parse_args()
+    page = args.page or (ROOT / "EXPERIMENTS.md" if args.out.resolve() == ROOT / "results/matrix" else None)
 
     spec = load_sweep_file(args.sweep)
     attack_axis, defense_axis = spec.axes
@@ -82,7 +98,10 @@ def main() -> None:
     caption = (f"{finished} of {len(planned)} runs finished. Each cell: MA / ASR / recall / FPR / malicious "
                "share (%), final round, mean ± 95% confidence half-width (Student's t) over seeds; "
                "n/a: the rule never rejects; –: untargeted attack (no ASR).")
-    write_atomic(args.out / "matrix.md", matrix_markdown(groups, attacks, defenses, seeds) + "\n" + caption + "\n")
+    block = matrix_markdown(groups, attacks, defenses, seeds) + "\n" + caption + "\n"
+    write_atomic(args.out / "matrix.md", block)
+    if page is not None:
+        replace_block(page, block)
     for metric, title in (("asr", "final ASR (%)"), ("ma", "final MA (%)")):
         image = heatmap(mean_matrix(groups, attacks, defenses, metric), defenses, attacks, "defense", "attack",
                         f"Reference matrix: {title}, mean over seeds")

@@ -68,11 +68,22 @@ def sweep(
     reuse: Annotated[list[Path] | None, typer.Option(
         help="Another sweep directory: its finished cells identical to a cell here (same scenario hash) are "
         "copied instead of run (repeatable).")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Run only the cells whose grid label (or seed) is one of these: key=label1,label2,... "
+        "(e.g. attack=dba, seed=1,2; repeatable, a cell meets every one); the others are left as they are.")] = None,
 ) -> None:
     """Run every combination of grid values (and seeds); finished cells are never run again, and a
     directory made from another grid is refused."""
     from fedsec.experiments.grid import set_path
-    from fedsec.experiments.sweep import default_jobs, grid_problem, plan, reusable_cells, run_sweep, write_sweep_file
+    from fedsec.experiments.sweep import (
+        default_jobs,
+        grid_problem,
+        plan,
+        reusable_cells,
+        run_sweep,
+        select,
+        write_sweep_file,
+    )
     from fedsec.experiments.table import CSV_FILE, MARKDOWN_FILE, write_tables
     from fedsec.scenario import read_yaml
 
@@ -86,21 +97,25 @@ def sweep(
         if problem := grid_problem(spec, out):
             raise ScenarioError([problem])
         planned = plan(spec, out)
-        reused = reusable_cells(planned, reuse or [])
+        chosen = select(planned, spec, only or [])
+        reused = reusable_cells(chosen, reuse or [])
     except ScenarioError as exc:
         raise _fail(exc.lines) from None
     except ValueError as exc:  # a fixed override indexing past the end of a list
         raise _fail([str(exc)]) from None
 
     keys = [axis.key for axis in spec.axes]
-    todo = [p for p in planned if not p.finished and p.path not in reused]
+    todo = [p for p in chosen if not p.finished and p.path not in reused]
     jobs = jobs or default_jobs()
     copied = f"{len(reused)} to copy from --reuse, " if reuse else ""
-    typer.echo(f"sweep {spec.name}: {len(planned)} cells, {len(planned) - len(todo) - len(reused)} finished, "
-               f"{copied}{len(todo)} to run ({jobs} at a time) in {out}")
+    left = f"{len(planned) - len(chosen)} not chosen by --only, " if only else ""
+    typer.echo(f"sweep {spec.name}: {len(planned)} cells, {len([p for p in planned if p.finished])} finished, "
+               f"{left}{copied}{len(todo)} to run ({jobs} at a time) in {out}")
     if dry_run:
+        chosen_paths = {p.path for p in chosen}
         for p in planned:
-            state = "finished" if p.finished else "reuse   " if p.path in reused else "to run  "
+            state = ("finished" if p.finished else "reuse   " if p.path in reused
+                     else "to run  " if p.path in chosen_paths else "left    ")
             typer.echo(f"  {state}  {p.path.name}")
         return
 
@@ -115,7 +130,7 @@ def sweep(
         state = f"done in {seconds:.1f} s" if kind == "done" else f"FAILED (see {p.path / 'run.log'})"
         typer.echo(f"[{done[0]}/{len(todo)}] {p.path.name}: {state}")
 
-    outcome = run_sweep(spec, planned, jobs=jobs, on_event=progress, reuse=reused)
+    outcome = run_sweep(spec, chosen, jobs=jobs, on_event=progress, reuse=reused)
     rows = write_tables(keys, planned, out)
     typer.echo((out / MARKDOWN_FILE).read_text(), nl=False)
     typer.echo(f"wrote {out / CSV_FILE} and {out / MARKDOWN_FILE}")

@@ -12,7 +12,8 @@ is run again from scratch; a finished one is never run again, so an interrupted 
 running the same command. Changing the base scenario or an override changes the hash, so the
 affected cells run again in new directories. A cell another sweep directory finished with the same
 hash is copied instead of run (``fedsec sweep --reuse DIR``). A directory holds one grid: a sweep
-over other keys, or with a label standing for another value, is refused there.
+over other keys, or with a label standing for another value, is refused there. ``fedsec sweep
+--only key=label,...`` runs a chosen subset of the cells and leaves the others as they are.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,32 @@ def plan(spec: SweepSpec, out: Path) -> list[PlannedCell]:
     if problems:
         raise ScenarioError([f"{spec.base} (cell {where}): {line}" for line, where in problems.items()])
     return planned
+
+
+def select(planned: list[PlannedCell], spec: SweepSpec, only: Sequence[str]) -> list[PlannedCell]:
+    """The cells that meet every condition of ``only`` (``fedsec sweep --only``), in plan order.
+
+    ``only``: conditions ``key=label1,label2,...``; ``key`` is a grid key (labels as in the sweep
+    file, e.g. ``attack=dba,ipm``) or ``seed`` (``seed=1,2``). A cell meets a condition when its
+    label (or seed) is one of those listed. ScenarioError for an unknown key or label.
+    """
+    index = {axis.key: i for i, axis in enumerate(spec.axes)}
+    known = {**{axis.key: set(axis.labels) for axis in spec.axes}, "seed": {str(s) for s in spec.seeds or ()}}
+    conditions: list[tuple[str, set[str]]] = []
+    for text in only:
+        key, _, values = (part.strip() for part in text.partition("="))
+        labels = {label.strip() for label in values.split(",") if label.strip()}
+        if key not in known:
+            raise ScenarioError([f"--only {text}: expected key=label1,label2,... with key one of {', '.join(known)}"])
+        if not labels or not labels <= known[key]:
+            raise ScenarioError([f"--only {text}: unknown {key} {', '.join(sorted(labels - known[key])) or '(none)'} "
+                                 f"(known: {', '.join(sorted(known[key]))})"])
+        conditions.append((key, labels))
+
+    def label(p: PlannedCell, key: str) -> str:
+        return str(p.cell.seed) if key == "seed" else p.cell.labels[index[key]]
+
+    return [p for p in planned if all(label(p, key) in labels for key, labels in conditions)]
 
 
 def write_sweep_file(spec: SweepSpec, out: Path) -> None:
