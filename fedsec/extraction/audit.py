@@ -24,7 +24,7 @@ from fedsec.audit import AUDITS, Audit, RoundView
 from fedsec.data.datasets import ImageDataset
 from fedsec.extraction.base import Oracle, agreement, build_extraction, thief_pool
 from fedsec.extraction.config import ExtractionConfig
-from fedsec.extraction.prada import queries_until_detection
+from fedsec.extraction.prada import benign_orders, queries_until_detection
 from fedsec.models import build_model
 from fedsec.training import to_input
 from fedsec.watermark.owner import OWNER_DIR, WatermarkOwner
@@ -37,6 +37,13 @@ def derived_seed(seed: int, purpose: str) -> int:
     """A 63-bit seed for one named use of the scenario seed."""
     digest = hashlib.sha256(f"extraction:{seed}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
+
+
+def holdout_split(count: int, holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded split of the first ``count`` test images: the thieves' ``holdout`` indices and the
+    scoring indices, these in test-set order (the first benign stream)."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(derived_seed(seed, "holdout")))
+    return order[:holdout], order[holdout:].sort().values
 
 
 class ExtractionAudit(Audit):
@@ -62,9 +69,8 @@ class ExtractionAudit(Audit):
         if config.holdout >= count:
             raise ValueError(f"extraction.holdout: {config.holdout} is not less than the {count} test images scored")
         self.config, self.scenario, self.dataset, self.device = config, scenario, dataset, device
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(derived_seed(scenario.seed, "holdout")))
-        self.holdout_x = dataset.test_x[order[: config.holdout]]
-        scoring = order[config.holdout:].sort().values  # test-set order: the first benign stream
+        held, scoring = holdout_split(count, config.holdout, scenario.seed)
+        self.holdout_x = dataset.test_x[held]
         self.score_x = to_input(dataset.test_x[scoring], device)
         self.score_y = dataset.test_y[scoring].to(device)
         self.architecture = config.substitute or scenario.model.name
@@ -124,9 +130,8 @@ class ExtractionAudit(Audit):
         generator = torch.Generator().manual_seed(derived_seed(self.scenario.seed, f"{view.round_number}-benign"))
         classes = torch.cat([view.model.eval()(b).argmax(1) for b in self.score_x.split(1000)])
         detected = []
-        for stream in range(prada.benign_streams):
-            order = torch.arange(len(classes)) if stream == 0 else torch.randperm(len(classes), generator=generator)
-            order = order[:length].to(self.device)
+        for order in benign_orders(len(classes), prada.benign_streams, length, generator):
+            order = order.to(self.device)
             detected.append(queries_until_detection(prada, self.score_x[order].flatten(1), classes[order]))
         return {"round": view.round_number, "attack": "benign", "method": "prada", "streams": prada.benign_streams,
                 "stream_length": length, "prada_detected_at": detected,

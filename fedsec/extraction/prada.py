@@ -55,6 +55,8 @@ class Prada:
         self.seen = 0
         self.statistics: list[float] = []
         """W of every test, in order."""
+        self.tested: list[int] = []
+        """The query (1-based) whose arrival each test of :attr:`statistics` follows."""
 
     def _grow(self, c: int, x: Tensor) -> None:
         rows, size = self.growing[c], self.sizes[c]
@@ -82,6 +84,7 @@ class Prada:
             return False
         w = shapiro_statistic(np.asarray(self.distances), self.params.outlier_sigma)
         self.statistics.append(w)
+        self.tested.append(self.seen)
         return w < self.params.delta
 
 
@@ -107,3 +110,26 @@ def queries_until_detection(params: PradaParams, x: Tensor, classes: Tensor) -> 
         if detector.observe(row, c):
             return i + 1
     return None
+
+
+def stream_statistics(params: PradaParams, x: Tensor, classes: Tensor) -> Prada:
+    """PRADA after the whole stream (flattened images ``x`` (Q, D), predicted ``classes`` (Q,)),
+    never stopping at an alarm: its :attr:`Prada.statistics` and :attr:`Prada.tested` give the
+    queries until detection for any δ (:func:`first_alarm`), as W does not depend on δ."""
+    detector = Prada(params)
+    for row, c in zip(x, classes.tolist(), strict=True):
+        detector.observe(row, c)
+    return detector
+
+
+def first_alarm(detector: Prada, delta: float) -> int | None:
+    """Queries up to and including the first test with W < ``delta`` in ``detector``'s tests; None
+    when there is none (equal to :func:`queries_until_detection` with that δ on the same stream)."""
+    return next((q for q, w in zip(detector.tested, detector.statistics, strict=True) if w < delta), None)
+
+
+def benign_orders(count: int, streams: int, length: int, generator: torch.Generator) -> list[Tensor]:
+    """Index orders of ``streams`` benign streams over ``count`` images, each of its first ``length``
+    (at most ``count``): the first in the images' own order, the others seeded shuffles."""
+    return [(torch.arange(count) if stream == 0 else torch.randperm(count, generator=generator))[:length]
+            for stream in range(streams)]
