@@ -45,6 +45,7 @@ from fedsec.crypto.key_authority import (
     KEYS_DIR,
     SECRET_CONTEXT_FILE,
     KeyAuthority,
+    secret_key_encryptor,
 )
 from fedsec.crypto.layout import CiphertextLayout
 from fedsec.crypto.packing import chunk_bounds, encrypt_vector
@@ -148,7 +149,7 @@ def main() -> None:
     print(f"N={params.poly_modulus_degree} chain={list(params.coeff_mod_bit_sizes)} scale=2^{params.scale_bits} "
           f"d={CNN_PARAMETERS} ciphertexts={len(bounds)} repeats={args.repeats}")
 
-    symmetric = ts.context_from(secret.serialize(save_secret_key=True) + b"\x20\x01")  # encryption_type = symmetric
+    symmetric = secret_key_encryptor(secret)  # the same keys in TenSEAL's symmetric mode
 
     def raw_encrypt(context: ts.Context) -> list[bytes]:
         return [ts.ckks_vector(context, values[a:b]).serialize() for a, b in bounds]

@@ -33,11 +33,13 @@ from fedsec.attacks.data.base import CraftingContext
 from fedsec.attacks.data.collision import CollisionAttack
 from fedsec.client import client_seed
 from fedsec.federated_data import FederatedData, federated_data
-from fedsec.models import build_model, output_layer, penultimate
+from fedsec.models import build_model, output_layer
+from fedsec.params import load_vector, model_vector
 from fedsec.pretraining import pretrained_state
+from fedsec.sanitization.base import penultimate_features
 from fedsec.sampling import sample_clients
 from fedsec.scenario import Scenario, load_scenario
-from fedsec.training import ClientConfig, make_optimizer, to_input
+from fedsec.training import ClientConfig, make_optimizer
 
 
 @dataclass
@@ -54,11 +56,9 @@ class Setup:
     test_x: Tensor
 
 
-@torch.no_grad()
-def features_of(model: nn.Module, x: Tensor, batch_size: int = 1_000) -> Tensor:
-    """Penultimate features of uint8 images ``x`` (eval mode, in batches)."""
-    model.eval()
-    return torch.cat([penultimate(model, to_input(b, torch.device("cpu"))) for b in x.split(batch_size)])
+def features_of(model: nn.Module, x: Tensor) -> Tensor:
+    """Penultimate features of uint8 images ``x`` on the CPU."""
+    return penultimate_features(model, x, 1_000, torch.device("cpu"))
 
 
 def setup(scenario: Scenario) -> Setup:
@@ -121,23 +121,13 @@ def train_head(head: nn.Linear, f: Tensor, y: Tensor, cfg: ClientConfig, seed: i
             optimizer.step()
 
 
-def head_vector(head: nn.Linear) -> Tensor:
-    return torch.cat([head.weight.detach().flatten(), head.bias.detach()])
-
-
-def load_head(head: nn.Linear, vector: Tensor) -> None:
-    with torch.no_grad():
-        head.weight.copy_(vector[: head.weight.numel()].view_as(head.weight))
-        head.bias.copy_(vector[head.weight.numel():])
-
-
 def replay(s: Setup, scenario: Scenario, exact: bool, central_steps: int) -> tuple[Tensor, list[float]]:
     """One federation (or central head) on features: the final head's predictions on the test set, and
     the crafted poisons' relative feature distances to their targets."""
     attack_config = scenario.attack
     pretrained = output_layer(s.model)
     head = nn.Linear(pretrained.in_features, pretrained.out_features)
-    global_vector = head_vector(pretrained)
+    global_vector = model_vector(pretrained)
     distances: list[float] = []
     union: list[tuple[Tensor, Tensor]] = []
     for round_number in range(1, (1 if central_steps else scenario.rounds) + 1):
@@ -156,9 +146,9 @@ def replay(s: Setup, scenario: Scenario, exact: bool, central_steps: int) -> tup
             if central_steps:
                 union.append((f, y))
                 continue
-            load_head(head, global_vector)
+            load_vector(head, global_vector)
             train_head(head, f, y, cfg, client_seed(scenario.seed, round_number, p))
-            updates.append(head_vector(head) - global_vector)
+            updates.append(model_vector(head) - global_vector)
             weights.append(float(len(y)))
         if not central_steps:  # FedAvg: the example-weighted mean update
             w = torch.tensor(weights)
@@ -173,7 +163,7 @@ def replay(s: Setup, scenario: Scenario, exact: bool, central_steps: int) -> tup
             nn.functional.cross_entropy(head(f), y).backward()
             optimizer.step()
     else:
-        load_head(head, global_vector)
+        load_vector(head, global_vector)
     with torch.no_grad():
         return head(s.test_features).argmax(1), distances
 
