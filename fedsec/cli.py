@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from fedsec.commands import watermark
+from fedsec.commands import extraction, watermark
 from fedsec.experiments import commands as experiments
 from fedsec.results import RunDirectory
 from fedsec.scenario import Scenario, ScenarioError, load_scenario, read_yaml, scenario_warnings, to_yaml
@@ -404,6 +404,7 @@ app.command()(experiments.sweep)
 app.command()(experiments.report)
 app.command()(experiments.game)
 app.command("verify")(watermark.verify)
+app.command("extract")(extraction.extract)
 app.command("attack-watermark")(watermark.attack_watermark)
 app.command("watermark-plot")(watermark.watermark_plot)
 

@@ -35,7 +35,7 @@ RunOption = Annotated[Path, typer.Option("--run", help="Run directory of a water
 ModelOption = Annotated[Path | None, typer.Option("--model", help="Model file to check (default: the run's model.pt).")]
 
 
-def _bad_input(message: str) -> typer.Exit:
+def bad_input(message: str) -> typer.Exit:
     typer.echo(message, err=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
@@ -43,7 +43,7 @@ def _bad_input(message: str) -> typer.Exit:
 T = TypeVar("T")
 
 
-def _read(load: Callable[[], T], source: Path, torch_file: Path) -> T:
+def read_or_exit(load: Callable[[], T], source: Path, torch_file: Path) -> T:
     """``load()``, or a one-line exit 2 naming ``source`` (``torch_file`` when that file is not a
     weights-only PyTorch archive) when what it reads is missing, corrupt or of the wrong shape."""
     try:
@@ -51,11 +51,11 @@ def _read(load: Callable[[], T], source: Path, torch_file: Path) -> T:
             warnings.simplefilter("ignore")  # torch warns about the pickles it refuses to load
             return load()
     except (pickle.UnpicklingError, EOFError):
-        raise _bad_input(f"{torch_file}: empty, truncated, or not a weights-only PyTorch file "
+        raise bad_input(f"{torch_file}: empty, truncated, or not a weights-only PyTorch file "
                          "(nothing in it was run)") from None
     except (ValueError, OSError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
-        raise _bad_input(text if text.startswith(str(source)) else f"{source}: {text}") from None
+        raise bad_input(text if text.startswith(str(source)) else f"{source}: {text}") from None
 
 
 def load_owner(run_dir: Path, device: torch.device) -> tuple[WatermarkOwner, Scenario, ImageDataset]:
@@ -92,11 +92,11 @@ def _load(run: Path, model_file: Path | None):
     from fedsec.training import resolve_device
 
     if not run.is_dir():
-        raise _bad_input(f"{run}: not a run directory")
+        raise bad_input(f"{run}: not a run directory")
     device = resolve_device("auto")
-    owner, scenario, dataset = _read(lambda: load_owner(run, device), run, run / OWNER_DIR / SECRETS_FILE)
+    owner, scenario, dataset = read_or_exit(lambda: load_owner(run, device), run, run / OWNER_DIR / SECRETS_FILE)
     path = model_file or run / MODEL_FILE
-    model = _read(lambda: load_model(path, dataset, device), path, path)
+    model = read_or_exit(lambda: load_model(path, dataset, device), path, path)
     return owner, scenario, dataset, model
 
 
@@ -104,7 +104,7 @@ def verify(run: RunOption, model: ModelOption = None) -> None:
     """Check a model for the run owner's watermark; exit 0 verified, 1 not, 2 bad input."""
     owner, _, _, net = _load(run, model)
     path = model or run / MODEL_FILE
-    v = _read(lambda: owner.verify(net), path, path)  # a model of another shape than the watermark's
+    v = read_or_exit(lambda: owner.verify(net), path, path)  # a model of another shape than the watermark's
     typer.echo(
         f"{owner.scheme.params.name}: {v.statistic_name}={v.statistic:.4f} ({v.matches}/{v.total} secret answers), "
         f"p-value={v.p_value:.3g}, {v.bits:.1f} bits, false-alarm bound {owner.config.false_alarm:g}: "
@@ -128,18 +128,18 @@ def attack_watermark(
     from fedsec.watermark.removal import REMOVALS, RemovalContext, build_removal
 
     if all_ == (attack is not None):
-        raise _bad_input("give --attack (with --strength) or --all")
+        raise bad_input("give --attack (with --strength) or --all")
     extra = {}
     for item in set_ or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise _bad_input(f"--set {item}: expected key=value")
+            raise bad_input(f"--set {item}: expected key=value")
         extra[key.strip()] = parse_value(value)
     if all_:
         grid = DEFAULT_GRID
     else:
         if attack not in REMOVALS:
-            raise _bad_input(f"--attack {attack}: not one of {', '.join(REMOVALS.names())}")
+            raise bad_input(f"--attack {attack}: not one of {', '.join(REMOVALS.names())}")
         default = REMOVALS.get(attack).Params.model_fields[REMOVALS.get(attack).strength].default
         grid = {attack: [parse_value(s.strip()) for s in strength.split(",")] if strength else [default]}
     removals = []  # (name, strength label, removal), all checked before anything runs
@@ -149,7 +149,7 @@ def attack_watermark(
             try:
                 removal = build_removal({**(extra if not all_ else {}), "name": name, cls.strength: value})
             except ValidationError as exc:
-                raise _bad_input(f"--attack {name}: {validation_lines(exc)[0]}") from None
+                raise bad_input(f"--attack {name}: {validation_lines(exc)[0]}") from None
             removals.append((name, f"{cls.strength}={value}", removal))
     owner, scenario, dataset, net = _load(run, model)
     device = next(net.parameters()).device
@@ -171,7 +171,7 @@ def attack_watermark(
         try:
             attacked = removal(copy.deepcopy(net), context)
         except ValidationError as exc:  # a parameter the removal hands on to a bounded training setting
-            raise _bad_input(f"--attack {name}: {validation_lines(exc)[0]}") from None
+            raise bad_input(f"--attack {name}: {validation_lines(exc)[0]}") from None
         line = row(name, label, attacked)
         typer.echo(line)
         lines.append(line)
@@ -194,9 +194,9 @@ def watermark_plot(
         try:
             rows = read_rounds(RunDirectory(path))
         except ValueError as exc:  # a corrupt metrics.jsonl, named in the message
-            raise _bad_input(str(exc)) from None
+            raise bad_input(str(exc)) from None
         if not any("wm_bits" in r for r in rows):
-            raise _bad_input(f"{path}: no watermark records in metrics.jsonl")
+            raise bad_input(f"{path}: no watermark records in metrics.jsonl")
         records[path.name] = rows
         try:
             scenario = load_scenario(path / "scenario.yaml")

@@ -82,25 +82,31 @@ class ExtractionAudit(Audit):
         return (final and self.config.at_end) or round_number in self.config.rounds
 
     def __call__(self, view: RoundView) -> list[dict[str, Any]]:
+        return self.extract_all(view)[1]
+
+    def extract_all(self, view: RoundView) -> tuple[list[nn.Module], list[dict[str, Any]]]:
+        """Every attack on the round's global model: the stolen copies, and the records (one per
+        copy, then PRADA's benign record when it watches)."""
         if self.scenario.watermark is not None and self.owner is None:
             self.owner = WatermarkOwner(self.scenario.watermark, self.scenario, self.dataset, self.device,
                                         view.run_dir / OWNER_DIR)
         with torch.random.fork_rng(devices=[]):  # copies are initialised from the CPU generator
             torch.manual_seed(derived_seed(self.scenario.seed, f"round-{view.round_number}"))
             victim_accuracy, _ = agreement(view.model, view.model, self.score_x, self.score_y)
-            records = [{**self.attack(view, i), "victim_accuracy": victim_accuracy}
-                       for i in range(len(self.config.attacks))]
+            stolen = [self.steal(view, i) for i in range(len(self.config.attacks))]
+        records = [{**record, "victim_accuracy": victim_accuracy} for _, record in stolen]
         if self.config.prada is not None:
             records.append(self.benign(view))
-        return records
+        return [copy for copy, _ in stolen], records
 
     def substitute(self) -> nn.Module:
         """A freshly initialised copy on the audit's device."""
         d = self.dataset
         return build_model(self.architecture, d.image_shape, d.num_classes, d.mean, d.std).to(self.device)
 
-    def attack(self, view: RoundView, index: int) -> dict[str, Any]:
-        """Attack ``index`` on the round's global model: its record (but the victim's accuracy)."""
+    def steal(self, view: RoundView, index: int) -> tuple[nn.Module, dict[str, Any]]:
+        """Attack ``index`` on the round's global model: the stolen copy and its record (but the
+        victim's accuracy)."""
         spec = self.config.attacks[index]
         generator = torch.Generator().manual_seed(derived_seed(self.scenario.seed, f"{view.round_number}-{index}"))
         pool = to_input(thief_pool(spec.thief_data, self.holdout_x, generator), self.device)
@@ -119,7 +125,7 @@ class ExtractionAudit(Audit):
         if self.owner is not None:
             record.update(self.owner.verify(copy).record())
             record.update({f"victim_{k}": v for k, v in self.owner.verify(view.model).record().items()})
-        return record
+        return copy, record
 
     @torch.no_grad()
     def benign(self, view: RoundView) -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""``fedsec extract`` (a typer function, registered in :mod:`fedsec.cli`): steal a finished run's
+model through its prediction API, as a scenario's ``extraction`` section does during a run, and
+keep the stolen copy so that ``fedsec verify --model`` can check it for the owner's watermark."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+
+from fedsec.commands.watermark import bad_input, load_model, read_or_exit
+from fedsec.results import MODEL_FILE, SCENARIO_FILE, write_atomic
+from fedsec.scenario import ScenarioError, load_scenario, parse_value, validation_lines
+
+COPIES_DIR = "extracted"
+"""Run subdirectory of the stolen copies (model files like the run's model.pt)."""
+RECORD_FILE = "extracted.jsonl"
+"""One record per ``fedsec extract`` call, appended in the run directory."""
+
+RunOption = Annotated[Path, typer.Option("--run", help="Run directory of a finished run.")]
+ModelOption = Annotated[Path | None, typer.Option("--model", help="Model file to steal (default: the run's model.pt).")]
+
+
+def copy_name(spec: dict[str, Any], holdout: int, model: Path) -> str:
+    """File name of a copy: the attack's name and a digest of what determines the copy (the
+    attack's parameters, the holdout and the model attacked), so a different call never replaces it."""
+    key = json.dumps({"spec": spec, "holdout": holdout, "model": model.name}, sort_keys=True)
+    return f"{spec['name']}-{hashlib.sha256(key.encode()).hexdigest()[:10]}.pt"
+
+
+def _watermark(record: dict[str, Any], prefix: str) -> str:
+    """``match 0.20, p 2.0e-03, not verified`` from a record's watermark fields (``prefix`` wm_ or victim_wm_)."""
+    if f"{prefix}verified" not in record:
+        return "–"
+    statistic = next(k for k in record if k.startswith(prefix) and k[len(prefix):] not in ("p_value", "bits", "verified"))
+    return (f"{statistic[len(prefix):]} {record[statistic]:.2f}, p {record[prefix + 'p_value']:.1e}, "
+            f"{'verified' if record[prefix + 'verified'] else 'not verified'}")
+
+
+def extract(
+    run: RunOption,
+    attack: Annotated[str, typer.Option(help="Extraction attack (`fedsec list` shows them).")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Attack parameter: key=value (repeatable), e.g. budget=5000, output=probabilities.")] = None,
+    holdout: Annotated[int, typer.Option(
+        help="Test images set aside, by the run's seeded draw, as the thief's data (thief_data: holdout); "
+        "the copy is scored on the other test images.")] = 5000,
+    prada_delta: Annotated[float | None, typer.Option(
+        help="Also watch the queries with PRADA at this threshold δ (0..1), and 3 benign streams.")] = None,
+    model: ModelOption = None,
+) -> None:
+    """Steal a run's model with an extraction attack; print the copy's accuracy, fidelity and
+    watermark, save it under the run's extracted/ and append the record to extracted.jsonl."""
+    from pydantic import ValidationError
+
+    from fedsec.audit import RoundView
+    from fedsec.data.datasets import load_dataset
+    from fedsec.extraction import EXTRACTIONS, ExtractionConfig
+    from fedsec.extraction.audit import ExtractionAudit
+    from fedsec.training import resolve_device
+    from fedsec.watermark.owner import OWNER_DIR, SECRETS_FILE, WatermarkOwner
+
+    if attack not in EXTRACTIONS:
+        raise bad_input(f"--attack {attack}: not one of {', '.join(EXTRACTIONS.names())}")
+    spec: dict[str, Any] = {"name": attack}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise bad_input(f"--set {item}: expected key=value")
+        spec[key.strip()] = parse_value(value)
+    try:
+        config = ExtractionConfig(holdout=holdout, attacks=[spec],
+                                  prada=None if prada_delta is None else {"delta": prada_delta})
+    except ValidationError as exc:
+        line = validation_lines(exc)[0]
+        for field, option in (("attacks.0.", f"--attack {attack}: "), ("prada.delta", "--prada-delta"),
+                              ("holdout", "--holdout")):
+            line = option + line.removeprefix(field) if line.startswith(field) else line
+        raise bad_input(line) from None
+    if not run.is_dir():
+        raise bad_input(f"{run}: not a run directory")
+    try:
+        scenario = load_scenario(run / SCENARIO_FILE)
+    except ScenarioError as exc:
+        raise bad_input(exc.lines[0]) from None
+    if scenario.watermark is not None and not (run / OWNER_DIR / SECRETS_FILE).exists():
+        raise bad_input(f"{run}: the scenario has a watermark but no {OWNER_DIR}/{SECRETS_FILE} to check copies with")
+    device = resolve_device("auto")
+    dataset = load_dataset(scenario.data.dataset, scenario.data.root)
+    scored = scenario.data.test_samples or len(dataset.test_y)
+    if holdout >= scored:
+        raise bad_input(f"--holdout {holdout}: not less than the {scored:,} test images the run scores")
+    path = model or run / MODEL_FILE
+    victim = read_or_exit(lambda: load_model(path, dataset, device), path, path)
+    audit = ExtractionAudit(config, scenario, dataset, device)
+    if scenario.watermark is not None:  # read before the attack: damaged secrets end the command, not the copy
+        audit.owner = read_or_exit(lambda: WatermarkOwner(scenario.watermark, scenario, dataset, device,
+                                                          run / OWNER_DIR), run, run / OWNER_DIR / SECRETS_FILE)
+    view = RoundView(scenario.rounds, True, victim, torch.zeros(1), {}, frozenset(), run)
+    (stolen,), records = audit.extract_all(view)
+
+    target = run / COPIES_DIR / copy_name(spec, holdout, path)
+    target.parent.mkdir(exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({"model": audit.architecture, "dataset": scenario.data.dataset, "state_dict": stolen.state_dict()},
+               buffer)
+    write_atomic(target, buffer.getvalue())
+    record = {**records[0], "model_attacked": str(path), "copy": str(target.relative_to(run)), "holdout": holdout}
+    with (run / RECORD_FILE).open("a") as out:
+        out.write(json.dumps(record) + "\n")
+
+    alarm = record.get("prada_detected_at", "–") if prada_delta is not None else "–"
+    typer.echo("| attack | queries | victim accuracy | copy accuracy | fidelity | PRADA alarm at query | "
+               "victim watermark | copy watermark |")
+    typer.echo("|---|---|---|---|---|---|---|---|")
+    typer.echo(f"| {attack} | {record['queries']:,} / {record['budget']:,} | {record['victim_accuracy']:.2%} | "
+               f"{record['accuracy']:.2%} | {record['fidelity']:.2%} | {'none' if alarm is None else alarm} | "
+               f"{_watermark(record, 'victim_wm_')} | {_watermark(record, 'wm_')} |")
+    if prada_delta is not None:
+        benign = records[1]
+        alarms = sum(d is not None for d in benign["prada_detected_at"])
+        typer.echo(f"PRADA on {benign['streams']} benign streams of {benign['stream_length']:,} queries: {alarms} alarms")
+    typer.echo(f"saved {target} (check it: fedsec verify --run {run} --model {target})")
