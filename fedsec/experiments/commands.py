@@ -68,6 +68,9 @@ def sweep(
     reuse: Annotated[list[Path] | None, typer.Option(
         help="Another sweep directory: its finished cells identical to a cell here (same scenario hash) are "
         "copied instead of run (repeatable).")] = None,
+    cell_timeout: Annotated[float | None, typer.Option(
+        min=1, help="Seconds a cell may run: one still running then is stopped with every process it started "
+        "and counted as failed; the next call runs it again (default: no limit).")] = None,
     only: Annotated[list[str] | None, typer.Option(
         "--only", help="Run only the cells whose grid label (or seed) is one of these: key=label1,label2,... "
         "(e.g. attack=dba, seed=1,2; repeatable, a cell meets every one); the others are left as they are.")] = None,
@@ -75,11 +78,14 @@ def sweep(
     """Run every combination of grid values (and seeds); finished cells are never run again, and a
     directory made from another grid is refused."""
     from fedsec.experiments.grid import set_path
+    from functools import partial
+
     from fedsec.experiments.sweep import (
         default_jobs,
         grid_problem,
         plan,
         reusable_cells,
+        run_in_subprocess,
         run_sweep,
         select,
         write_sweep_file,
@@ -130,7 +136,8 @@ def sweep(
         state = f"done in {seconds:.1f} s" if kind == "done" else f"FAILED (see {p.path / 'run.log'})"
         typer.echo(f"[{done[0]}/{len(todo)}] {p.path.name}: {state}")
 
-    outcome = run_sweep(spec, chosen, jobs=jobs, on_event=progress, reuse=reused)
+    outcome = run_sweep(spec, chosen, jobs=jobs, runner=partial(run_in_subprocess, timeout_s=cell_timeout),
+                        on_event=progress, reuse=reused)
     rows = write_tables(keys, planned, out)
     typer.echo((out / MARKDOWN_FILE).read_text(), nl=False)
     typer.echo(f"wrote {out / CSV_FILE} and {out / MARKDOWN_FILE}")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from fedsec.experiments.grid import Cell, SweepSpec, cell_mapping, cells
@@ -233,14 +234,55 @@ def subprocess_environment() -> dict[str, str]:
     return env
 
 
-def run_in_subprocess(planned: PlannedCell) -> int:
-    """Run one prepared cell with ``python -m fedsec.experiments.cell``; output goes to run.log.
-    Returns the exit status."""
-    with open(planned.path / LOG_FILE, "wb") as log:
-        return subprocess.run(
-            [sys.executable, "-m", "fedsec.experiments.cell", str(planned.path)],
-            stdout=log, stderr=subprocess.STDOUT, env=subprocess_environment(), check=False,
-        ).returncode
+TIMED_OUT = 124
+"""Exit status recorded for a cell stopped at the time limit (as coreutils' ``timeout``)."""
+STOP_GRACE_S = 10.0
+"""Seconds a timed-out cell's processes get between SIGTERM and SIGKILL."""
+
+
+def stop_tree(pid: int, grace_s: float) -> None:
+    """Terminate process ``pid`` and all its descendants (Ray's daemons and workers included), by
+    PID; kill those still running after ``grace_s`` seconds."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in tree:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+
+
+def run_logged(command: list[str], log: Path, env: Mapping[str, str], timeout_s: float | None) -> int:
+    """Run ``command`` with its output in ``log``; its exit status, or :data:`TIMED_OUT` when it
+    was still running after ``timeout_s`` seconds (None: no limit): it is then stopped with every
+    process it started, and the log says so on its last line."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(env))
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        stop_tree(process.pid, STOP_GRACE_S)
+        process.wait()
+        with open(log, "ab") as out:
+            out.write(f"\nstopped by fedsec sweep: still running after {timeout_s:g} s (--cell-timeout)\n".encode())
+        return TIMED_OUT
+
+
+def run_in_subprocess(planned: PlannedCell, timeout_s: float | None = None) -> int:
+    """Run one prepared cell with ``python -m fedsec.experiments.cell``, output in run.log, for
+    at most ``timeout_s`` seconds (None: no limit). Returns the exit status."""
+    return run_logged([sys.executable, "-m", "fedsec.experiments.cell", str(planned.path)],
+                      planned.path / LOG_FILE, subprocess_environment(), timeout_s)
 
 
 @dataclass
