@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import yaml
 
 from fedsec.experiments.grid import Cell, SweepSpec, cell_mapping, cells
+from fedsec.fl.processes import stop_tree
 from fedsec.results import SCENARIO_FILE, SUMMARY_FILE, write_atomic
 from fedsec.scenario import Scenario, ScenarioError, parse_scenario, read_yaml, to_yaml
 
@@ -238,28 +238,6 @@ TIMED_OUT = 124
 """Exit status recorded for a cell stopped at the time limit (as coreutils' ``timeout``)."""
 STOP_GRACE_S = 10.0
 """Seconds a timed-out cell's processes get between SIGTERM and SIGKILL."""
-
-
-def stop_tree(pid: int, grace_s: float) -> None:
-    """Terminate process ``pid`` and all its descendants (Ray's daemons and workers included), by
-    PID; kill those still running after ``grace_s`` seconds."""
-    try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for process in tree:
-        try:
-            process.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(tree, timeout=grace_s)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=grace_s)
 
 
 def run_logged(command: list[str], log: Path, env: Mapping[str, str], timeout_s: float | None) -> int:
