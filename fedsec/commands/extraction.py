@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import torch
 import typer
 
-from fedsec.commands.watermark import bad_input, load_model, read_or_exit
+from fedsec.commands.watermark import bad_input, load_model, load_owner, parse_settings, read_or_exit
 from fedsec.results import MODEL_FILE, SCENARIO_FILE, write_atomic
-from fedsec.scenario import ScenarioError, load_scenario, parse_value, validation_lines
+from fedsec.scenario import ScenarioError, load_scenario, validation_lines
 
 COPIES_DIR = "extracted"
 """Run subdirectory of the stolen copies (model files like the run's model.pt)."""
@@ -63,16 +63,11 @@ def extract(
     from fedsec.extraction import EXTRACTIONS, ExtractionConfig
     from fedsec.extraction.audit import ExtractionAudit
     from fedsec.training import resolve_device
-    from fedsec.watermark.owner import OWNER_DIR, SECRETS_FILE, WatermarkOwner
+    from fedsec.watermark.owner import OWNER_DIR, SECRETS_FILE
 
     if attack not in EXTRACTIONS:
         raise bad_input(f"--attack {attack}: not one of {', '.join(EXTRACTIONS.names())}")
-    spec: dict[str, Any] = {"name": attack}
-    for item in set_ or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise bad_input(f"--set {item}: expected key=value")
-        spec[key.strip()] = parse_value(value)
+    spec: dict[str, Any] = {"name": attack, **parse_settings(set_)}
     try:
         config = ExtractionConfig(holdout=holdout, attacks=[spec],
                                   prada=None if prada_delta is None else {"delta": prada_delta})
@@ -88,19 +83,19 @@ def extract(
         scenario = load_scenario(run / SCENARIO_FILE)
     except ScenarioError as exc:
         raise bad_input(exc.lines[0]) from None
-    if scenario.watermark is not None and not (run / OWNER_DIR / SECRETS_FILE).exists():
-        raise bad_input(f"{run}: the scenario has a watermark but no {OWNER_DIR}/{SECRETS_FILE} to check copies with")
     device = resolve_device("auto")
-    dataset = load_dataset(scenario.data.dataset, scenario.data.root)
+    owner = None
+    if scenario.watermark is None:
+        dataset = load_dataset(scenario.data.dataset, scenario.data.root)
+    else:  # read before the attack: missing or damaged secrets end the command, not the copy
+        owner, _, dataset = read_or_exit(lambda: load_owner(run, device), run, run / OWNER_DIR / SECRETS_FILE)
     scored = scenario.data.test_samples or len(dataset.test_y)
     if holdout >= scored:
         raise bad_input(f"--holdout {holdout}: not less than the {scored:,} test images the run scores")
     path = model or run / MODEL_FILE
     victim = read_or_exit(lambda: load_model(path, dataset, device), path, path)
     audit = ExtractionAudit(config, scenario, dataset, device)
-    if scenario.watermark is not None:  # read before the attack: damaged secrets end the command, not the copy
-        audit.owner = read_or_exit(lambda: WatermarkOwner(scenario.watermark, scenario, dataset, device,
-                                                          run / OWNER_DIR), run, run / OWNER_DIR / SECRETS_FILE)
+    audit.owner = owner
     view = RoundView(scenario.rounds, True, victim, torch.zeros(1), {}, frozenset(), run)
     (stolen,), records = audit.extract_all(view)
 

@@ -40,6 +40,18 @@ def bad_input(message: str) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
+def parse_settings(items: list[str] | None) -> dict[str, Any]:
+    """``--set key=value`` options as a mapping (values parsed as YAML scalars); a one-line exit 2
+    for an item without ``=``."""
+    settings: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise bad_input(f"--set {item}: expected key=value")
+        settings[key.strip()] = parse_value(value)
+    return settings
+
+
 T = TypeVar("T")
 
 
@@ -129,12 +141,7 @@ def attack_watermark(
 
     if all_ == (attack is not None):
         raise bad_input("give --attack (with --strength) or --all")
-    extra = {}
-    for item in set_ or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise bad_input(f"--set {item}: expected key=value")
-        extra[key.strip()] = parse_value(value)
+    extra = parse_settings(set_)
     if all_:
         grid = DEFAULT_GRID
     else:

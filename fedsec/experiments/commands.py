@@ -77,9 +77,9 @@ def sweep(
 ) -> None:
     """Run every combination of grid values (and seeds); finished cells are never run again, and a
     directory made from another grid is refused."""
-    from fedsec.experiments.grid import set_path
     from functools import partial
 
+    from fedsec.experiments.grid import set_path
     from fedsec.experiments.sweep import (
         default_jobs,
         grid_problem,
