@@ -35,4 +35,7 @@ if [ "$(basename "$0")" = test.sh ] && ! { command -v chromium && command -v chr
     || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
     || echo "==> chromium not installed: the report's browser test will be skipped" >&2
 fi
+# Byte-compile fedsec (only what changed): where PYTHONDONTWRITEBYTECODE is set, every process
+# that imports it (each Ray worker, each ClientApp, each command) would compile it again.
+.venv/bin/python -m compileall -q fedsec
 export PATH="$PWD/.venv/bin:$PATH"

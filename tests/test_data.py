@@ -29,6 +29,16 @@ def test_datasets_are_uint8_nchw_tensors(name: str) -> None:
     assert load_dataset(name) is data  # loaded once per process
 
 
+def test_digits_are_scikit_learns_digits() -> None:
+    from sklearn.datasets import load_digits
+
+    from fedsec.data.datasets import _digits_table
+
+    pixels, labels = _digits_table()
+    reference = load_digits()
+    assert np.array_equal(pixels, reference.data) and np.array_equal(labels, reference.target)
+
+
 def test_fashion_mnist_from_debian_package() -> None:
     from fedsec.data.datasets import FASHION_MNIST_SYSTEM_DIR
 

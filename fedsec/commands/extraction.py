@@ -28,8 +28,10 @@ ModelOption = Annotated[Path | None, typer.Option("--model", help="Model file to
 
 def copy_name(spec: dict[str, Any], holdout: int, model: Path) -> str:
     """File name of a copy: the attack's name and a digest of what determines the copy (the
-    attack's parameters, the holdout and the model attacked), so a different call never replaces it."""
-    key = json.dumps({"spec": spec, "holdout": holdout, "model": model.name}, sort_keys=True)
+    attack's parameters, the holdout and the content of the model file attacked), so a different
+    call never replaces it, even one on another model file of the same name."""
+    model_digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    key = json.dumps({"spec": spec, "holdout": holdout, "model": model_digest}, sort_keys=True)
     return f"{spec['name']}-{hashlib.sha256(key.encode()).hexdigest()[:10]}.pt"
 
 

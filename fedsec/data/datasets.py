@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,11 +150,9 @@ def cifar10(root: Path) -> ImageDataset:
 @DATASETS.register("digits")
 def digits(root: Path) -> ImageDataset:
     """scikit-learn's 8x8 digits (1,797 images, shipped with the package); 80/20 split."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = torch.from_numpy((bunch.images * (255.0 / 16.0)).round().astype(np.uint8))
-    labels = torch.from_numpy(bunch.target).long()
+    pixels, targets = _digits_table()
+    images = torch.from_numpy((pixels.reshape(-1, 8, 8) * (255.0 / 16.0)).round().astype(np.uint8))
+    labels = torch.from_numpy(targets).long()
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
     images, labels = images[order].unsqueeze(1), labels[order]
     cut = int(0.8 * len(labels))
@@ -161,6 +160,17 @@ def digits(root: Path) -> ImageDataset:
         "digits", images[:cut], labels[:cut], images[cut:], labels[cut:], 10,
         mean=(0.3,), std=(0.4,),
     )
+
+
+def _digits_table() -> tuple[np.ndarray, np.ndarray]:
+    """The file ``sklearn.datasets.load_digits`` reads (64 pixel values 0..16 and the label per row),
+    read directly: importing scikit-learn costs seconds in every process that loads the data."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise DatasetUnavailable("digits: scikit-learn is not installed")
+    with gzip.open(Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz") as f:
+        table = np.loadtxt(f, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(np.int64)
 
 
 @DATASETS.register("synthetic")

@@ -77,6 +77,16 @@ def test_the_copy_is_saved_measured_and_checked_for_the_watermark(victim, tmp_pa
     assert other["copy"] != record["copy"] and other["queries"] == 100
     assert (run / record["copy"]).read_bytes() == first
 
+    # Another model file of the same name (a different round's model, say) gets its own copy.
+    elsewhere = tmp_path / "elsewhere" / MODEL_FILE
+    elsewhere.parent.mkdir()
+    state = torch.load(run / MODEL_FILE, weights_only=True)
+    state["state_dict"] = {k: v * 0.9 if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    torch.save(state, elsewhere)
+    assert extract(run, *STEAL, "--model", str(elsewhere)).exit_code == 0
+    assert records(run)[-1]["copy"] not in (record["copy"], other["copy"])
+    assert (run / record["copy"]).read_bytes() == first
+
 
 def test_a_run_without_watermark_gets_the_copy_without_a_check(victim, tmp_path: Path) -> None:
     run = finished_run(tmp_path / "run", victim, None)
