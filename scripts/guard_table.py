@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from fedsec.audit import RoundView
-from fedsec.commands.watermark import load_model
+from fedsec.commands.inputs import load_model
 from fedsec.data.datasets import load_dataset
 from fedsec.guards.audit import RuntimeGuardsAudit
 from fedsec.guards.base import GuardChain

@@ -234,7 +234,7 @@ def repair(args: argparse.Namespace) -> None:
     import torch
 
     from fedsec.audit import RoundView
-    from fedsec.commands.watermark import load_model
+    from fedsec.commands.inputs import load_model
     from fedsec.data.datasets import load_dataset
     from fedsec.inspection import InspectionConfig
     from fedsec.inspection.audit import InspectionAudit

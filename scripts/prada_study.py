@@ -92,7 +92,7 @@ def example_attacks() -> list[ExtractionParams]:
 
 def from_run(run: Path) -> Setting:
     """The run's final model, with its scenario's extraction section (or the example's attacks)."""
-    from fedsec.commands.watermark import load_model
+    from fedsec.commands.inputs import load_model
     from fedsec.results import MODEL_FILE, SCENARIO_FILE
     from fedsec.scenario import load_scenario
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedsec.commands.watermark import load_model
+from fedsec.commands.inputs import load_model
 from fedsec.data.datasets import load_dataset
 from fedsec.guards import RuntimeGuardsConfig, build_guard
 from fedsec.guards.audit import RuntimeGuardsAudit

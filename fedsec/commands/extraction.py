@@ -8,14 +8,21 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import typer
+from torch import nn
 
-from fedsec.commands.watermark import bad_input, load_model, load_owner, parse_settings, read_or_exit
+from fedsec.commands.inputs import bad_input, load_model, load_owner, parse_settings, read_or_exit
+from fedsec.data.datasets import ImageDataset
 from fedsec.results import MODEL_FILE, SCENARIO_FILE, write_atomic
-from fedsec.scenario import ScenarioError, load_scenario, validation_lines
+from fedsec.scenario import Scenario, ScenarioError, load_scenario, validation_lines
+from fedsec.watermark.owner import WatermarkOwner
+
+if TYPE_CHECKING:
+    from fedsec.extraction import ExtractionConfig
+    from fedsec.extraction.audit import ExtractionAudit
 
 COPIES_DIR = "extracted"
 """Run subdirectory of the stolen copies (model files like the run's model.pt)."""
@@ -33,6 +40,45 @@ def copy_name(spec: dict[str, Any], holdout: int, model: Path) -> str:
     model_digest = hashlib.sha256(model.read_bytes()).hexdigest()
     key = json.dumps({"spec": spec, "holdout": holdout, "model": model_digest}, sort_keys=True)
     return f"{spec['name']}-{hashlib.sha256(key.encode()).hexdigest()[:10]}.pt"
+
+
+def extraction_config(specs: list[dict[str, Any]], holdout: int, prada_delta: float | None = None) -> ExtractionConfig:
+    """The ``extraction`` section the audit reads, built from command options;
+    a one-line exit 2 naming the option at fault when a value is out of bounds."""
+    from pydantic import ValidationError
+
+    from fedsec.extraction import ExtractionConfig
+
+    try:
+        return ExtractionConfig(holdout=holdout, attacks=specs,
+                                prada=None if prada_delta is None else {"delta": prada_delta})
+    except ValidationError as exc:
+        line = validation_lines(exc)[0]
+        options = [(f"attacks.{i}.", f"--attack {spec['name']}: ") for i, spec in enumerate(specs)]
+        for field, option in (*options, ("prada.delta", "--prada-delta"), ("holdout", "--holdout")):
+            line = option + line.removeprefix(field) if line.startswith(field) else line
+        raise bad_input(line) from None
+
+
+def check_holdout(holdout: int, scored: int) -> None:
+    """A one-line exit 2 unless some of the ``scored`` test images are left to score the copies on."""
+    if holdout >= scored:
+        raise bad_input(f"--holdout {holdout}: not less than the {scored:,} test images the run scores")
+
+
+def steal_copies(run: Path, scenario: Scenario, dataset: ImageDataset, victim: nn.Module, config: ExtractionConfig,
+                 owner: WatermarkOwner | None, device: torch.device,
+                 ) -> tuple[list[nn.Module], list[dict[str, Any]], ExtractionAudit]:
+    """Every attack of ``config`` on ``victim`` as the in-run audit runs them: the stolen copies,
+    their records (then PRADA's benign record when it watches) and the audit (its scoring images)."""
+    from fedsec.audit import RoundView
+    from fedsec.extraction.audit import ExtractionAudit
+
+    audit = ExtractionAudit(config, scenario, dataset, device)
+    audit.owner = owner
+    view = RoundView(scenario.rounds, True, victim, torch.zeros(1), {}, frozenset(), run)
+    copies, records = audit.extract_all(view)
+    return copies, records, audit
 
 
 def _watermark(record: dict[str, Any], prefix: str) -> str:
@@ -58,27 +104,15 @@ def extract(
 ) -> None:
     """Steal a run's model with an extraction attack; print the copy's accuracy, fidelity and
     watermark, save it under the run's extracted/ and append the record to extracted.jsonl."""
-    from pydantic import ValidationError
-
-    from fedsec.audit import RoundView
     from fedsec.data.datasets import load_dataset
-    from fedsec.extraction import EXTRACTIONS, ExtractionConfig
-    from fedsec.extraction.audit import ExtractionAudit
+    from fedsec.extraction import EXTRACTIONS
     from fedsec.training import resolve_device
     from fedsec.watermark.owner import OWNER_DIR, SECRETS_FILE
 
     if attack not in EXTRACTIONS:
         raise bad_input(f"--attack {attack}: not one of {', '.join(EXTRACTIONS.names())}")
     spec: dict[str, Any] = {"name": attack, **parse_settings(set_)}
-    try:
-        config = ExtractionConfig(holdout=holdout, attacks=[spec],
-                                  prada=None if prada_delta is None else {"delta": prada_delta})
-    except ValidationError as exc:
-        line = validation_lines(exc)[0]
-        for field, option in (("attacks.0.", f"--attack {attack}: "), ("prada.delta", "--prada-delta"),
-                              ("holdout", "--holdout")):
-            line = option + line.removeprefix(field) if line.startswith(field) else line
-        raise bad_input(line) from None
+    config = extraction_config([spec], holdout, prada_delta)
     if not run.is_dir():
         raise bad_input(f"{run}: not a run directory")
     try:
@@ -91,15 +125,10 @@ def extract(
         dataset = load_dataset(scenario.data.dataset, scenario.data.root)
     else:  # read before the attack: missing or damaged secrets end the command, not the copy
         owner, _, dataset = read_or_exit(lambda: load_owner(run, device), run, run / OWNER_DIR / SECRETS_FILE)
-    scored = scenario.data.test_samples or len(dataset.test_y)
-    if holdout >= scored:
-        raise bad_input(f"--holdout {holdout}: not less than the {scored:,} test images the run scores")
+    check_holdout(holdout, scenario.data.test_samples or len(dataset.test_y))
     path = model or run / MODEL_FILE
     victim = read_or_exit(lambda: load_model(path, dataset, device), path, path)
-    audit = ExtractionAudit(config, scenario, dataset, device)
-    audit.owner = owner
-    view = RoundView(scenario.rounds, True, victim, torch.zeros(1), {}, frozenset(), run)
-    (stolen,), records = audit.extract_all(view)
+    (stolen,), records, audit = steal_copies(run, scenario, dataset, victim, config, owner, device)
 
     target = run / COPIES_DIR / copy_name(spec, holdout, path)
     target.parent.mkdir(exist_ok=True)

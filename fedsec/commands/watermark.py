@@ -1,102 +1,41 @@
 """``fedsec verify``, ``fedsec attack-watermark`` and ``fedsec watermark-plot`` (typer functions,
-registered in :mod:`fedsec.cli`), and how they load a watermarked run."""
+registered in :mod:`fedsec.cli`)."""
 
 from __future__ import annotations
 
 import copy
-import pickle
-import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import torch
 import typer
 from torch import nn
 
-from fedsec.data.datasets import ImageDataset, load_dataset
-from fedsec.models import build_model
-from fedsec.results import MODEL_FILE, SCENARIO_FILE, RunDirectory, write_atomic
-from fedsec.scenario import Scenario, ScenarioError, load_scenario, parse_value, validation_lines
-from fedsec.watermark.owner import OWNER_DIR, SECRETS_FILE, WatermarkOwner, template_model
+from fedsec.commands.extraction import check_holdout, extraction_config, steal_copies
+from fedsec.commands.inputs import bad_input, load_model, load_owner, parse_settings, read_or_exit
+from fedsec.results import MODEL_FILE, RunDirectory, write_atomic
+from fedsec.scenario import ScenarioError, load_scenario, parse_value, validation_lines
+from fedsec.watermark.owner import OWNER_DIR, SECRETS_FILE, template_model
 
-EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_VERIFIED, EXIT_NOT_VERIFIED = 0, 1
 
-# The grid of `attack-watermark --all`: attack -> strengths of its `strength` parameter.
+# The grid of `attack-watermark --all`: attack -> strengths of its `strength` parameter (an
+# extraction attack's strength is its query budget).
 DEFAULT_GRID: dict[str, list[Any]] = {
     "finetune": [1, 2, 5, 10],
     "prune": [0.1, 0.3, 0.5, 0.7, 0.9],
     "quantize": ["int8", "fp16"],
     "overwrite": [50, 200],
     "distill": [5],
+    "knockoff": [5000],
+    "retraining": [5000],
+    "jacobian": [5000],
 }
+EXTRACTION_STRENGTH = "budget"
+DEFAULT_HOLDOUT = 5000
+"""Test images handed to extraction attacks as the thief's data, at most half of those scored."""
 
 RunOption = Annotated[Path, typer.Option("--run", help="Run directory of a watermarked run.")]
 ModelOption = Annotated[Path | None, typer.Option("--model", help="Model file to check (default: the run's model.pt).")]
-
-
-def bad_input(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(EXIT_BAD_INPUT)
-
-
-def parse_settings(items: list[str] | None) -> dict[str, Any]:
-    """``--set key=value`` options as a mapping (values parsed as YAML scalars); a one-line exit 2
-    for an item without ``=``."""
-    settings: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise bad_input(f"--set {item}: expected key=value")
-        settings[key.strip()] = parse_value(value)
-    return settings
-
-
-T = TypeVar("T")
-
-
-def read_or_exit(load: Callable[[], T], source: Path, torch_file: Path) -> T:
-    """``load()``, or a one-line exit 2 naming ``source`` (``torch_file`` when that file is not a
-    weights-only PyTorch archive) when what it reads is missing, corrupt or of the wrong shape."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about the pickles it refuses to load
-            return load()
-    except (pickle.UnpicklingError, EOFError):
-        raise bad_input(f"{torch_file}: empty, truncated, or not a weights-only PyTorch file "
-                         "(nothing in it was run)") from None
-    except (ValueError, OSError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        raise bad_input(text if text.startswith(str(source)) else f"{source}: {text}") from None
-
-
-def load_owner(run_dir: Path, device: torch.device) -> tuple[WatermarkOwner, Scenario, ImageDataset]:
-    """The owner of a finished (or running) run directory, with its scenario and dataset.
-
-    ValueError when the run has no watermark or its secrets are missing.
-    """
-    try:
-        scenario = load_scenario(run_dir / SCENARIO_FILE)
-    except ScenarioError as exc:
-        raise ValueError(exc.lines[0]) from None
-    if scenario.watermark is None:
-        raise ValueError(f"{run_dir}: the scenario has no watermark section")
-    if not (run_dir / OWNER_DIR / SECRETS_FILE).exists():
-        raise ValueError(f"{run_dir}: no {OWNER_DIR}/{SECRETS_FILE} (not a watermarked run, or not readable)")
-    dataset = load_dataset(scenario.data.dataset, scenario.data.root)
-    return WatermarkOwner(scenario.watermark, scenario, dataset, device, run_dir / OWNER_DIR), scenario, dataset
-
-
-def load_model(path: Path, dataset: ImageDataset, device: torch.device) -> nn.Module:
-    """A model file written by a run (``{"model", "dataset", "state_dict"}``) or by a removal attack,
-    built with the dataset's shape. ValueError when it does not fit."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(payload["model"], dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std)
-        model.load_state_dict(payload["state_dict"])
-    except (OSError, KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"{path}: not a model file of this run ({type(exc).__name__}: {str(exc)[:120]})") from None
-    return model.to(device).eval()
 
 
 def _load(run: Path, model_file: Path | None):
@@ -126,16 +65,25 @@ def verify(run: RunOption, model: ModelOption = None) -> None:
 
 def attack_watermark(
     run: RunOption,
-    attack: Annotated[str | None, typer.Option(help="Removal attack: distill, finetune, overwrite, prune, quantize.")] = None,
-    strength: Annotated[str | None, typer.Option(help="Comma-separated values of the attack's strength parameter.")] = None,
+    attack: Annotated[str | None, typer.Option(
+        help="Removal attack (distill, finetune, overwrite, prune, quantize) or extraction attack "
+        "(jacobian, knockoff, retraining).")] = None,
+    strength: Annotated[str | None, typer.Option(
+        help="Comma-separated values of the attack's strength parameter (an extraction attack's: budget, "
+        "in queries).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Other attack parameter: key=value (repeatable).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Run the default grid of every attack.")] = False,
     model: ModelOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the attacker's data and randomness.")] = 0,
+    holdout: Annotated[int | None, typer.Option(
+        help=f"Test images given to the extraction attacks as the thief's data, drawn as `fedsec extract` draws "
+        f"them; their copies are scored on the others (default: {DEFAULT_HOLDOUT:,}, at most half).")] = None,
 ) -> None:
-    """Attack the watermarked model and print a Markdown robustness table (also saved in the run dir)."""
+    """Attack the watermarked model and print a Markdown robustness table (also saved in the run dir):
+    removal attacks on the model itself, extraction attacks on its answers (the copies' rows)."""
     from pydantic import ValidationError
 
+    from fedsec.extraction import EXTRACTIONS
     from fedsec.training import evaluate
     from fedsec.watermark.removal import REMOVALS, RemovalContext, build_removal
 
@@ -145,14 +93,19 @@ def attack_watermark(
     if all_:
         grid = DEFAULT_GRID
     else:
-        if attack not in REMOVALS:
-            raise bad_input(f"--attack {attack}: not one of {', '.join(REMOVALS.names())}")
-        default = REMOVALS.get(attack).Params.model_fields[REMOVALS.get(attack).strength].default
+        if attack not in REMOVALS and attack not in EXTRACTIONS:
+            raise bad_input(f"--attack {attack}: not one of {', '.join([*REMOVALS.names(), *EXTRACTIONS.names()])}")
+        default = (EXTRACTIONS.get(attack).Params.model_fields[EXTRACTION_STRENGTH].default if attack in EXTRACTIONS
+                   else REMOVALS.get(attack).Params.model_fields[REMOVALS.get(attack).strength].default)
         grid = {attack: [parse_value(s.strip()) for s in strength.split(",")] if strength else [default]}
     removals = []  # (name, strength label, removal), all checked before anything runs
+    thefts: list[dict[str, Any]] = []  # extraction attacks' parameters
     for name, values in grid.items():
-        cls = REMOVALS.get(name)
         for value in values:
+            if name in EXTRACTIONS:
+                thefts.append({**(extra if not all_ else {}), "name": name, EXTRACTION_STRENGTH: value})
+                continue
+            cls = REMOVALS.get(name)
             try:
                 removal = build_removal({**(extra if not all_ else {}), "name": name, cls.strength: value})
             except ValidationError as exc:
@@ -164,9 +117,14 @@ def attack_watermark(
                              owner.config.embedding, seed)
     count = scenario.data.test_samples or len(dataset.test_y)
     test_x, test_y = dataset.test_x[:count], dataset.test_y[:count]
+    held = min(DEFAULT_HOLDOUT, count // 2) if holdout is None else holdout
+    # One section per attack, so that each copy is the one `fedsec extract --attack NAME` makes.
+    configs = [extraction_config([spec], held) for spec in thefts]
+    if configs:
+        check_holdout(held, count)
 
-    def row(name: str, value: Any, attacked: Any) -> str:
-        ma = evaluate(attacked, test_x, test_y, 1000, device).accuracy
+    def row(name: str, value: Any, attacked: nn.Module, ma: float | None = None) -> str:
+        ma = evaluate(attacked, test_x, test_y, 1000, device).accuracy if ma is None else ma
         v = owner.verify(attacked)
         return (f"| {name} | {value} | {ma:.2%} | {v.statistic_name} {v.statistic:.3f} | {v.p_value:.2e} "
                 f"| {'yes' if v.verified else 'no'} |")
@@ -179,9 +137,19 @@ def attack_watermark(
             attacked = removal(copy.deepcopy(net), context)
         except ValidationError as exc:  # a parameter the removal hands on to a bounded training setting
             raise bad_input(f"--attack {name}: {validation_lines(exc)[0]}") from None
-        line = row(name, label, attacked)
-        typer.echo(line)
-        lines.append(line)
+        lines.append(row(name, label, attacked))
+        typer.echo(lines[-1])
+    for config in configs:
+        (stolen,), (record,), _ = steal_copies(run, scenario, dataset, net, config, owner, device)
+        (spec,) = config.attacks
+        lines.append(row(f"{spec.name} (extracted)", f"{EXTRACTION_STRENGTH}={spec.budget}", stolen,
+                         record["accuracy"]))
+        typer.echo(lines[-1])
+    if configs:
+        note = (f"\nExtracted rows: a copy trained on the model's answers to {held:,} test images; its MA "
+                f"is on the other {count - held:,}, the other rows' on all {count:,}.")
+        lines.append(note)
+        typer.echo(note)
     target = run / ("robustness.md" if all_ else f"robustness-{attack}.md")
     write_atomic(target, "\n".join(lines) + "\n")
     typer.echo(f"saved {target}")

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from fedsec.cli import app
-from fedsec.commands.watermark import load_model
+from fedsec.commands.inputs import load_model
 from fedsec.extraction.audit import holdout_split
 from fedsec.extraction.base import agreement
 from fedsec.results import MODEL_FILE, SCENARIO_FILE, write_atomic

@@ -42,3 +42,20 @@ def test_verify_exit_codes_and_robustness_table(digits, clean_models, scenario_w
     rows = [line for line in table.output.splitlines() if line.startswith("| prune")]
     assert [r.split("|")[2].strip() for r in rows] == ["rate=0.1", "rate=0.9"]
     assert (run / "robustness-prune.md").read_text().count("| prune") == 2
+
+    # Extraction attacks get rows of their own: the copy's MA on the test images the thief did not query.
+    stolen = cli.invoke(app, ["attack-watermark", "--run", str(run), "--attack", "knockoff", "--strength", "300",
+                              "--set", "epochs=20", "--holdout", "300"])
+    assert stolen.exit_code == 0, stolen.output
+    (row,) = [line for line in stolen.output.splitlines() if line.startswith("| knockoff (extracted)")]
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[1] == "budget=300" and float(cells[2].rstrip("%")) > 50  # the copy learned the task ...
+    assert cells[5] == "no"  # ... but not the owner's weight-space watermark
+    scored = len(digits.test_y)
+    assert f"answers to 300 test images; its MA is on the other {scored - 300:,}" in stolen.output
+    assert row in (run / "robustness-knockoff.md").read_text()
+    for options, message in ((["--strength", "0"], "--attack knockoff: budget: input should be greater than"),
+                             (["--holdout", str(scored)], f"--holdout {scored}: not less than")):
+        refused = cli.invoke(app, ["attack-watermark", "--run", str(run), "--attack", "knockoff", *options])
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+        assert len(refused.output.strip().splitlines()) == 1
