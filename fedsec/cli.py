@@ -21,8 +21,9 @@ err = Console(stderr=True)
 
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 3
-"""Exit codes: 0 success (verify: verified), 1 not verified (verify only), 2 bad input or refused,
-3 a run that started and stopped before its end (Ray or a worker failed)."""
+"""Exit codes: 0 success (verify: verified; trace: a client named), 1 not verified (verify) or nobody
+named (trace), 2 bad input or refused, 3 a run that started and stopped before its end (Ray or a
+worker failed)."""
 
 
 def _fail(lines: list[str]) -> typer.Exit:
@@ -404,6 +405,7 @@ app.command()(experiments.sweep)
 app.command()(experiments.report)
 app.command()(experiments.game)
 app.command("verify")(watermark.verify)
+app.command("trace")(watermark.trace)
 app.command("extract")(extraction.extract)
 app.command("attack-watermark")(watermark.attack_watermark)
 app.command("watermark-plot")(watermark.watermark_plot)

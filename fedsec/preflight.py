@@ -15,6 +15,7 @@ from fedsec.crypto.context import ckks_parameters
 from fedsec.data.datasets import DatasetUnavailable, ImageDataset, load_dataset
 from fedsec.fl.encrypted_aggregation import operation_needs
 from fedsec.scenario import ResourcesConfig, Scenario
+from fedsec.watermark.fingerprints import Fingerprints
 from fedsec.watermark.owner import build_scheme, template_model
 
 
@@ -120,4 +121,11 @@ def watermark_problems(scenario: Scenario, dataset: ImageDataset) -> list[str]:
     slots = None
     if scenario.encryption.enabled and scheme.embeds_on_ciphertexts:
         slots = ckks_parameters(scenario.encryption, operation_needs(scenario)).slots
-    return [f"watermark.scheme.{problem}" for problem in scheme.check(template_model(scenario, dataset), slots)]
+    model = template_model(scenario, dataset)
+    problems = [f"watermark.scheme.{problem}" for problem in scheme.check(model, slots)]
+    if (fingerprints := scenario.watermark.fingerprints) is not None:
+        try:
+            Fingerprints(fingerprints, bytes(32), scenario.data.num_clients, model, avoid=scheme.marked_layer(model))
+        except ValueError as exc:
+            problems.append(f"watermark.fingerprints.{exc}")
+    return problems

@@ -405,6 +405,9 @@ class Scenario(Section):
         if problems := dataset_problems(self.model.name, self.data.dataset):
             raise ValueError(f"model.name: {problems[0]}")
         if self.encryption.mode != "off":  # simulated keeps ckks's rules, so its results transfer
+            if self.watermark is not None and self.watermark.fingerprints is not None:
+                raise ValueError(f"watermark.fingerprints: the server fingerprints a plaintext global model; under "
+                                 f"encryption.mode {self.encryption.mode} it holds ciphertexts only")
             for i, spec in enumerate(self.defenses):
                 if problem := encrypted_defense_problem(i, spec.name, self.encryption.mode):
                     raise ValueError(problem)

@@ -65,7 +65,14 @@ DEEP_CHAIN = {"poly_modulus_degree": 8192, "coeff_mod_bit_sizes": [50, 33, 33, 3
     ({"data": {"dataset": "fashion-mnist", "num_clients": 4}, "model": {"name": "cnn"},
       "watermark": {"scheme": {"name": "fedcrypt", "layer": "1.7.weight"}}, "encryption": {"mode": "ckks", **DEEP_CHAIN}},
      "watermark.scheme.layer: 1.7.weight has 200704 values, more than one ciphertext holds (4096)"),
-], ids=["fedcrypt-layer", "uchida-layer", "fedcrypt-too-large-for-ckks"])
+    ({"watermark": {"scheme": {"name": "uchida"}, "fingerprints": {"layer": "1.1.weight"}}},
+     "watermark.fingerprints.layer: 1.1.weight carries the owner's watermark; choose another weight"),
+    ({"watermark": {"scheme": {"name": "keyed-labels"}, "fingerprints": {"bits": 16}}},
+     "watermark.fingerprints.bits: 16 bits cannot single out one of 4 clients"),
+    ({"watermark": {"scheme": {"name": "keyed-labels"}, "fingerprints": {}}, "encryption": {"mode": "ckks"}},
+     "watermark.fingerprints: the server fingerprints a plaintext global model; under encryption.mode ckks"),
+], ids=["fedcrypt-layer", "uchida-layer", "fedcrypt-too-large-for-ckks", "fingerprint-on-the-watermark",
+        "fingerprint-too-short", "fingerprint-under-encryption"])
 def test_run_checks_the_scenario_against_its_model_before_starting(tmp_path: Path, changes: dict, expected: str) -> None:
     scenario = {"name": "preflight", "rounds": 1, "data": {"dataset": "digits", "num_clients": 4},
                 "model": {"name": "mlp"}, "output": {"dir": str(tmp_path / "runs")}, **changes}

@@ -1,4 +1,4 @@
-"""``fedsec verify``, ``fedsec attack-watermark`` and ``fedsec watermark-plot`` (typer functions,
+"""``fedsec verify``, ``fedsec trace``, ``fedsec attack-watermark`` and ``fedsec watermark-plot`` (typer functions,
 registered in :mod:`fedsec.cli`)."""
 
 from __future__ import annotations
@@ -61,6 +61,25 @@ def verify(run: RunOption, model: ModelOption = None) -> None:
         f"p-value={v.p_value:.3g}, {v.bits:.1f} bits, false-alarm bound {owner.config.false_alarm:g}: "
         f"{'VERIFIED' if v.verified else 'NOT VERIFIED'}")
     raise typer.Exit(EXIT_VERIFIED if v.verified else EXIT_NOT_VERIFIED)
+
+
+def trace(run: RunOption, model: ModelOption = None) -> None:
+    """Name the client a leaked copy of the global model came from, by the per-client fingerprints
+    of the run (watermark.fingerprints); exit 0 a client is named, 1 nobody, 2 bad input."""
+    owner, _, _, net = _load(run, model)
+    if owner.fingerprints is None:
+        raise bad_input(f"{run}: the scenario has no watermark.fingerprints section: no client can be traced")
+    path = model or run / MODEL_FILE
+    found = read_or_exit(lambda: owner.trace(net), path, path)  # a model of another shape
+    best = int(found.matches.argmax())
+    bound = f"{found.required} needed for a false-accusation probability of at most " \
+            f"{owner.config.fingerprints.false_accusation:g}"
+    if found.client is None:
+        typer.echo(f"nobody: the closest fingerprint, client {best}'s, matches {int(found.matches[best])}/"
+                   f"{found.bits} bits ({bound})")
+        raise typer.Exit(EXIT_NOT_VERIFIED)
+    typer.echo(f"client {found.client}: {int(found.matches[best])}/{found.bits} fingerprint bits match ({bound})")
+    raise typer.Exit(EXIT_VERIFIED)
 
 
 def attack_watermark(

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from fedsec.audit import RoundView, build_audits
@@ -43,6 +43,8 @@ from fedsec.fl.protocol import (
     SCENARIO_KEY,
     UPDATE_RECORD,
     payload_bytes,
+    record_vector,
+    vector_record,
 )
 from fedsec.fl.validation import RejectedReply
 from fedsec.models import build_model
@@ -189,11 +191,12 @@ class FederationServer:
         s = self.scenario
         routes = nodes.route(partitions)  # first: the broadcast may need what the clients declared
         model_record, extra = self.aggregation.broadcast(partitions)
+        sent = self.models_sent(partitions, model_record)
         config = ConfigRecord({ROUND_KEY: round_number, SCENARIO_KEY: self.scenario_json, SAMPLED_KEY: partitions,
                                **extra})
         messages = [
             Message(
-                RecordDict({MODEL_RECORD: model_record, CONFIG_RECORD: config, **nodes.address(p)}),
+                RecordDict({MODEL_RECORD: sent[p], CONFIG_RECORD: config, **nodes.address(p)}),
                 dst_node_id=routes[p], message_type=MessageType.TRAIN,
             )
             for p in partitions
@@ -201,6 +204,15 @@ class FederationServer:
         ]
         replies = list(self.grid.send_and_receive(messages, timeout=self.scenario.server.round_timeout_s))
         return replies, routes, payload_bytes(model_record) * len(messages)
+
+    def models_sent(self, partitions: list[int], model_record: ArrayRecord) -> dict[int, ArrayRecord]:
+        """The model each sampled client receives: the broadcast record, or under per-client
+        fingerprints its own copy. A client's update is its trained model less the copy it
+        received, so the fingerprints never enter the global model."""
+        if self.owner is None or self.owner.fingerprints is None:
+            return dict.fromkeys(partitions, model_record)
+        load_vector(self.model, record_vector(model_record).to(self.device))
+        return {p: vector_record(model_vector(self.owner.copy_for(self.model, p))) for p in partitions}
 
     def validate(self, replies: Iterable[Message], routes: dict[int, int]) -> tuple[list, list[RejectedReply], list[RejectedReply]]:
         """Split replies into aggregatable updates, rejected updates and client failures (error

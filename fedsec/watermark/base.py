@@ -109,6 +109,12 @@ class Watermark(ABC):
         return [f"layer: {layer} has {size} values, more than one ciphertext holds ({ciphertext_slots}); choose a "
                 "smaller layer or a larger encryption.poly_modulus_degree"]
 
+    def marked_layer(self, model: nn.Module) -> str | None:
+        """The weight of ``model`` whose values carry the watermark (another mark there, such as a
+        client's fingerprint, would overwrite it); None when the mark lives in the model's answers.
+        By default the layer marked on ciphertexts."""
+        return self.ciphertext_layer(model)
+
     def ciphertext_layer(self, model: nn.Module) -> str | None:
         """The parameter of ``model`` the scheme marks on ciphertexts (one ciphertext of its own);
         None for schemes that do not (:attr:`embeds_on_ciphertexts` False)."""

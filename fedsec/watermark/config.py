@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field
 
 from fedsec.watermark.base import WATERMARKS
+from fedsec.watermark.fingerprints import FingerprintParams
 from fedsec.watermark.settings import EmbeddingConfig, WatermarkSchedule, WatermarkSection
 
 SchemeSpec = Annotated[
@@ -35,6 +36,10 @@ class WatermarkConfig(WatermarkSection):
         "training set, disjoint from the trigger images).")
     false_alarm: float = Field(
         1e-6, gt=0, lt=1, description="Verified when the p-value (false-alarm probability) is at most this.")
+    fingerprints: FingerprintParams | None = Field(
+        None, description="Per-client fingerprints (after FedTracker): the server sends each sampled client its own "
+        "traceable copy of the global model, and `fedsec trace` names the client a leaked copy came from; absent: "
+        "every client receives the same model.")
     key: Literal["random", "seeded"] = Field(
         "random", description="random: a fresh 256-bit key from os.urandom, kept owner-only in the run's "
         "owner/key; seeded: derived from the scenario seed, INSECURE (every client receives the scenario and "

@@ -55,12 +55,21 @@ class FingerprintParams(BaseModel):
         "model is not (0..1).")
 
 
-def fingerprint_layer(model: nn.Module, name: str | None) -> str:
+def fingerprint_layer(model: nn.Module, name: str | None, avoid: str | None = None) -> str:
     """Name of the fingerprinted weight: ``name`` itself (checked), or by default the weight with the
-    longest mean filter (first such one on ties)."""
+    longest mean filter (first such one on ties). ``avoid``: the weight the owner's watermark
+    marks, which the fingerprint would overwrite."""
     if name is not None:
-        return marked_weight(model, name)
-    weights = [(n, p) for n, p in model.named_parameters() if p.dim() > 1]
+        try:
+            chosen = marked_weight(model, name)
+        except ValueError as exc:
+            raise ValueError(f"layer: {exc}") from None
+        if chosen == avoid:
+            raise ValueError(f"layer: {name} carries the owner's watermark; choose another weight")
+        return chosen
+    weights = [(n, p) for n, p in model.named_parameters() if p.dim() > 1 and n != avoid]
+    if not weights:
+        raise ValueError(f"layer: the model has no weight besides {avoid}, which carries the owner's watermark")
     return max(weights, key=lambda item: item[1][0].numel())[0]
 
 
@@ -103,13 +112,16 @@ class Fingerprints:
         N, the clients that receive copies (and the candidates a trace chooses among).
     model : nn.Module
         A model of the architecture to fingerprint (its weights are not used).
+    avoid : str | None
+        The weight the owner's watermark marks (``Watermark.marked_layer``), never fingerprinted.
     """
 
-    def __init__(self, params: FingerprintParams, key: bytes, num_clients: int, model: nn.Module) -> None:
+    def __init__(self, params: FingerprintParams, key: bytes, num_clients: int, model: nn.Module,
+                 avoid: str | None = None) -> None:
         if num_clients < 1:
             raise ValueError(f"num_clients must be at least 1, not {num_clients}")
         self.params, self.num_clients = params, num_clients
-        self.layer = fingerprint_layer(model, params.layer)
+        self.layer = fingerprint_layer(model, params.layer, avoid)
         self.required = required_matches(params.bits, 0.5, params.false_accusation / num_clients)
         if self.required > params.bits:
             raise ValueError(f"bits: {params.bits} bits cannot single out one of {num_clients} clients with a false "

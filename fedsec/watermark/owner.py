@@ -41,6 +41,7 @@ from fedsec.watermark.base import (
     key_seed,
 )
 from fedsec.watermark.config import WatermarkConfig
+from fedsec.watermark.fingerprints import Fingerprints, Trace
 from fedsec.watermark.plots import plot_watermark
 from fedsec.watermark.stats import Verdict
 
@@ -62,6 +63,11 @@ class _Outputs(Protocol):
     def plots(self) -> bool: ...
 
 
+class _Clients(Protocol):
+    @property
+    def num_clients(self) -> int: ...
+
+
 class OwnedRun(Protocol):
     """What the owner reads of its run's scenario (the scenario object has all of it)."""
 
@@ -80,6 +86,10 @@ class OwnedRun(Protocol):
     @property
     def model(self) -> _Named:
         """The model section: ``name`` is the architecture."""
+
+    @property
+    def data(self) -> _Clients:
+        """The data section: ``num_clients`` is the number of clients a fingerprint can name."""
 
     @property
     def output(self) -> _Outputs:
@@ -150,6 +160,11 @@ class WatermarkOwner:
             if public:
                 write_atomic(owner_dir / PUBLIC_FILE, json.dumps(public, indent=1) + "\n", mode=SECRET_MODE)
         self.secrets = {k: v.to(device) for k, v in self.secrets.items()}
+        self.fingerprints = None
+        if config.fingerprints is not None:
+            template = template_model(scenario, dataset)
+            self.fingerprints = Fingerprints(config.fingerprints, self.key, scenario.data.num_clients, template,
+                                             avoid=self.scheme.marked_layer(template))
         self.history: list[dict[str, Any]] = []
 
     def state_dict(self) -> dict[str, Any]:
@@ -164,6 +179,17 @@ class WatermarkOwner:
     def verify(self, model: nn.Module) -> Verdict:
         """The verdict on ``model`` under the scenario's false-alarm bound."""
         return self.scheme.verify(model, self.secrets, self.config.false_alarm)
+
+    def copy_for(self, model: nn.Module, client: int) -> nn.Module:
+        """The model client ``client`` receives: ``model`` itself, or its fingerprinted copy when the
+        scenario fingerprints clients (``model`` is left unchanged)."""
+        return model if self.fingerprints is None else self.fingerprints.copy_for(model, client)
+
+    def trace(self, model: nn.Module) -> Trace:
+        """The client whose fingerprint ``model`` carries (ValueError when the run has no fingerprints)."""
+        if self.fingerprints is None:
+            raise ValueError("the scenario has no watermark.fingerprints section: no client can be traced")
+        return self.fingerprints.trace(model)
 
     @property
     def embeds_on_ciphertexts(self) -> bool:

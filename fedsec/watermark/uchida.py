@@ -67,6 +67,9 @@ class Uchida(Watermark):
     def check(self, model: nn.Module, ciphertext_slots: int | None) -> list[str]:
         return layer_problems(lambda: marked_weight(model, self.params.layer))
 
+    def marked_layer(self, model: nn.Module) -> str:
+        return marked_weight(model, self.params.layer)
+
     def create(self, key: bytes, pool: OwnerPool, model: nn.Module) -> Secrets:
         generator = key_generator(key, "uchida")
         weight = dict(model.named_parameters())[marked_weight(model, self.params.layer)]
