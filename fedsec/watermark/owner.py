@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ from fedsec.watermark.config import WatermarkConfig
 from fedsec.watermark.fingerprints import Fingerprints, Trace
 from fedsec.watermark.plots import plot_watermark
 from fedsec.watermark.stats import Verdict
+from fedsec.watermark.tensors import as_input
 
 OWNER_DIR = "owner"
 KEY_FILE = "key"
@@ -223,12 +225,34 @@ class WatermarkOwner:
         ``wm_s`` (seconds), ``wm_<statistic>``, ``wm_p_value``, ``wm_bits``, ``wm_verified`` (0/1)."""
         started = time.perf_counter()
         embedded = self.config.schedule.active(round_number)
-        steps = 0
+        steps, rolled_back = 0, False
         if embedded:
+            ratio = self.config.embedding.rollback_loss_ratio
+            before = ({k: v.clone() for k, v in model.state_dict().items()}, self.clean_loss(model)) if ratio else None
             generator = torch.Generator().manual_seed(key_seed(self.key, f"embed-{round_number}"))
             steps = self.scheme.embed(model, self.secrets, self.clean_x, self.clean_y,
                                       self.config.embedding, generator)
-        return self._record(round_number, embedded, steps, self.verify(model), started)
+            if before is not None and self.diverged(model, before[1], ratio):
+                model.load_state_dict(before[0])
+                rolled_back = True
+        record = self._record(round_number, embedded, steps, self.verify(model), started)
+        return {**record, "wm_rolled_back": int(rolled_back)} if self.config.embedding.rollback_loss_ratio else record
+
+    def clean_loss(self, model: nn.Module) -> float:
+        """Mean cross-entropy of ``model`` on the owner's clean images."""
+        model.eval()
+        with torch.no_grad():
+            total = sum(nn.functional.cross_entropy(model(as_input(x, self.device)), y, reduction="sum").item()
+                        for x, y in zip(self.clean_x.split(500), self.clean_y.split(500), strict=True))
+        return total / len(self.clean_y)
+
+    def diverged(self, model: nn.Module, loss_before: float, ratio: float) -> bool:
+        """Whether an embedding broke ``model``: weights that are not finite, or a clean loss that is not
+        finite or above ``ratio`` times ``loss_before``."""
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            return True
+        loss = self.clean_loss(model)
+        return not math.isfinite(loss) or loss > ratio * loss_before
 
     def _record(self, round_number: int, embedded: bool, steps: int, verdict: Verdict, started: float) -> dict[str, float]:
         record = {"wm_embedded": int(embedded), "wm_steps": steps, **verdict.record(),

@@ -49,3 +49,8 @@ class EmbeddingConfig(WatermarkSection):
     batch_size: int = Field(64, ge=1, description="Clean examples per step.")
     trigger_batch_size: int = Field(32, ge=1, description="Trigger images per step (trigger-set schemes).")
     check_every: int = Field(5, ge=1, description="Steps between two checks of the target.")
+    rollback_loss_ratio: float | None = Field(
+        None, gt=1, description="Undo an embedding after which the model's weights are not finite, or its "
+        "cross-entropy on the owner's clean images is not finite or exceeds this many times its value before "
+        "(a diverged fine-tuning would hand the federation a broken model; the round records wm_rolled_back). "
+        "Not part of any scheme's paper; null: never undo, as published.")

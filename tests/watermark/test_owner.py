@@ -80,3 +80,32 @@ def test_shipped_scenarios_use_random_owner_keys() -> None:
             continue
         line = next(line for line in path.read_text().splitlines() if line.strip().startswith("key:"))
         assert "insecure" in line, f"{path}: {line.strip()}"
+
+
+@pytest.mark.parametrize("breakage", ["blow-up", "nan"])
+def test_a_diverged_embedding_is_undone_when_asked(scenario_with, digits, clean_models, tmp_path: Path,
+                                                   breakage: str) -> None:
+    def diverging_embed(model, *_):  # what a diverged fine-tuning leaves: huge or non-finite weights
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.mul_(1e4) if breakage == "blow-up" else parameter.fill_(float("nan"))
+        return 7
+
+    for ratio in (10.0, None):
+        scenario = scenario_with({"name": "uchida", "bits": 16}, embedding={"rollback_loss_ratio": ratio})
+        owner = WatermarkOwner(scenario.watermark, scenario, digits, torch.device("cpu"), tmp_path / str(ratio))
+        model = copy.deepcopy(clean_models[0])
+        before = copy.deepcopy(model.state_dict())
+        owner.scheme.embed = diverging_embed
+        record = owner.after_aggregation(1, model)
+        undone = all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+        assert record["wm_steps"] == 7 and undone == (ratio is not None)
+        assert record.get("wm_rolled_back") == (1 if ratio else None)
+
+
+def test_a_sound_embedding_is_kept(scenario_with, digits, clean_models, tmp_path: Path) -> None:
+    scenario = scenario_with({"name": "uchida", "bits": 32},
+                             embedding={"max_steps": 400, "lr": 0.05, "rollback_loss_ratio": 10.0})
+    owner = WatermarkOwner(scenario.watermark, scenario, digits, torch.device("cpu"), tmp_path / "owner")
+    record = owner.after_aggregation(1, copy.deepcopy(clean_models[0]))
+    assert record["wm_rolled_back"] == 0 and record["wm_verified"] == 1
