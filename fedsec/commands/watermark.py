@@ -108,9 +108,9 @@ def attack_watermark(
 
     if all_ == (attack is not None):
         raise bad_input("give --attack (with --strength) or --all")
-    extra = parse_settings(set_)
+    settings = parse_settings(set_)
     if all_:
-        grid = DEFAULT_GRID
+        grid, settings = DEFAULT_GRID, {}  # --set applies to one --attack only
     else:
         if attack not in REMOVALS and attack not in EXTRACTIONS:
             raise bad_input(f"--attack {attack}: not one of {', '.join([*REMOVALS.names(), *EXTRACTIONS.names()])}")
@@ -122,11 +122,11 @@ def attack_watermark(
     for name, values in grid.items():
         for value in values:
             if name in EXTRACTIONS:
-                thefts.append({**(extra if not all_ else {}), "name": name, EXTRACTION_STRENGTH: value})
+                thefts.append({**settings, "name": name, EXTRACTION_STRENGTH: value})
                 continue
             cls = REMOVALS.get(name)
             try:
-                removal = build_removal({**(extra if not all_ else {}), "name": name, cls.strength: value})
+                removal = build_removal({**settings, "name": name, cls.strength: value})
             except ValidationError as exc:
                 raise bad_input(f"--attack {name}: {validation_lines(exc)[0]}") from None
             removals.append((name, f"{cls.strength}={value}", removal))

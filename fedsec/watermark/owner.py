@@ -225,9 +225,9 @@ class WatermarkOwner:
         ``wm_s`` (seconds), ``wm_<statistic>``, ``wm_p_value``, ``wm_bits``, ``wm_verified`` (0/1)."""
         started = time.perf_counter()
         embedded = self.config.schedule.active(round_number)
+        ratio = self.config.embedding.rollback_loss_ratio
         steps, rolled_back = 0, False
         if embedded:
-            ratio = self.config.embedding.rollback_loss_ratio
             before = ({k: v.clone() for k, v in model.state_dict().items()}, self.clean_loss(model)) if ratio else None
             generator = torch.Generator().manual_seed(key_seed(self.key, f"embed-{round_number}"))
             steps = self.scheme.embed(model, self.secrets, self.clean_x, self.clean_y,
@@ -236,7 +236,7 @@ class WatermarkOwner:
                 model.load_state_dict(before[0])
                 rolled_back = True
         record = self._record(round_number, embedded, steps, self.verify(model), started)
-        return {**record, "wm_rolled_back": int(rolled_back)} if self.config.embedding.rollback_loss_ratio else record
+        return record if ratio is None else {**record, "wm_rolled_back": int(rolled_back)}
 
     def clean_loss(self, model: nn.Module) -> float:
         """Mean cross-entropy of ``model`` on the owner's clean images."""
