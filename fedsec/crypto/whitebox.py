@@ -140,9 +140,13 @@ class EncryptedEmbedder:
         self._rows = (U_SCALE * a).tolist()  # u_k = layer . rows[k]
         self._backward = (lr * a).tolist()  # (T, L): g . matrix -> lr A^T g
         self._shift = (0.47 - detector.targets(reach)).cpu().numpy().tolist()
+        self._projected: tuple[ts.CKKSVector, list[ts.CKKSVector]] | None = None
 
     def _projections(self, layer: ts.CKKSVector) -> list[ts.CKKSVector]:
-        return [layer.dot(row) for row in self._rows]
+        # A check and the step after it project the same ciphertext: T dot products computed once.
+        if self._projected is None or self._projected[0] is not layer:
+            self._projected = (layer, [layer.dot(row) for row in self._rows])
+        return self._projected[1]
 
     def outputs(self, layer: ts.CKKSVector) -> torch.Tensor:
         """Detector outputs, computed on ciphertexts; only these T values are decrypted."""
