@@ -166,9 +166,25 @@ class ResourcesConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto = cuda when available, else cpu."
     )
+    client_actors: int | None = Field(
+        None, ge=1, le=1024,
+        description="Client actors the private Ray cluster runs at once (default: as many as its cores "
+                    "allow at client_cpus each). Each actor is a process that imports torch and Flower "
+                    "(seconds of CPU), so a small federation costs less with one. client_actors x client_cpus "
+                    "must be whole cores.",
+    )
     ray_address: str | None = Field(
         None, description="Attach to this existing Ray cluster instead of starting one."
     )
+
+    @model_validator(mode="after")
+    def _actors_on_a_private_cluster(self) -> ResourcesConfig:
+        if self.client_actors is not None and self.ray_address is not None:
+            raise ValueError("client_actors sizes the private cluster; an existing one (ray_address) has its own cores")
+        if self.client_actors is not None and not float(self.client_actors * self.client_cpus).is_integer():
+            raise ValueError(f"client_actors x client_cpus must be whole cores (Ray counts CPUs in whole "
+                             f"numbers), got {self.client_actors} x {self.client_cpus:g}")
+        return self
 
 
 class EvaluationConfig(Section):

@@ -48,7 +48,7 @@ def test_run_attaches_to_a_loopback_ray_head(tmp_path: Path) -> None:
     try:
         started = subprocess.run(
             [str(VENV / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-             "--include-dashboard=false", "--disable-usage-stats", "--num-cpus=2",
+             "--include-dashboard=false", "--disable-usage-stats", "--num-cpus=1",  # one client actor
              f"--temp-dir={ray_temp}"],
             env=env, capture_output=True, text=True, timeout=120,
         )

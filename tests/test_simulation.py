@@ -16,7 +16,7 @@ import torch
 import yaml
 from processes import LOOPBACK, listening_addresses
 
-from fedsec.fl.simulation import simulate
+from fedsec.fl.simulation import backend_config, simulate
 from tests.local_grid import run_locally
 from fedsec.results import (
     CLIENTS_FILE,
@@ -38,7 +38,7 @@ SMALL = {
     "model": {"name": "mlp"},
     "client": {"local_epochs": 2, "batch_size": 16, "lr": 0.1},
     "sampling": {"clients_per_round": 4},
-    "resources": {"device": "cpu"},
+    "resources": {"device": "cpu", "client_actors": 1},  # one actor process to start; `watched` runs the default
 }
 
 
@@ -48,6 +48,15 @@ def run_small(tmp_path: Path, ray: bool = True, **changes: object) -> tuple[RunD
     scenario = parse_scenario({**SMALL, **changes, "output": output})
     run_dir = RunDirectory.create(tmp_path, scenario.name)
     return run_dir, (simulate(scenario, run_dir, show_progress=False) if ray else run_locally(scenario, run_dir))
+
+
+def test_client_actors_size_the_private_cluster() -> None:
+    def ray_cpus(resources: dict) -> object:
+        return backend_config(parse_scenario({**SMALL, "resources": resources}), {})["init_args"].get("num_cpus")
+
+    assert ray_cpus({"client_actors": 3, "client_cpus": 2}) == 6
+    assert ray_cpus({"client_actors": 4, "client_cpus": 0.5}) == 2
+    assert ray_cpus({}) is None  # Ray counts the machine's cores
 
 
 @dataclass
@@ -72,7 +81,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> WatchedRun:
     """The small scenario with both trackers, run by the ``fedsec run`` command in a process group of its own."""
     root = tmp_path_factory.mktemp("watched")
     scenario = root / "small.yaml"
-    scenario.write_text(yaml.safe_dump({**SMALL, "output": {
+    scenario.write_text(yaml.safe_dump({**SMALL, "resources": {"device": "cpu"}, "output": {
         "dir": str(root / "runs"), "trackers": [{"name": "tensorboard"}, {"name": "mlflow"}]}}))
     with open(root / "stderr.txt", "w") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "fedsec", "run", str(scenario), "--quiet"], cwd=ROOT,

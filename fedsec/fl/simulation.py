@@ -33,6 +33,8 @@ def backend_config(scenario: Scenario, environment: dict[str, str]) -> dict[str,
     runtime environment on an attached one."""
     r = scenario.resources
     init_args = ray_init_args(r.ray_address)
+    if r.client_actors is not None:
+        init_args["num_cpus"] = round(r.client_actors * r.client_cpus)
     if environment and r.ray_address:
         init_args["runtime_env"] = {"env_vars": environment}
     return {"client_resources": {"num_cpus": r.client_cpus, "num_gpus": r.client_gpus}, "init_args": init_args}

@@ -27,7 +27,7 @@ SMALL = {
     "model": {"name": "mlp"},
     "client": {"local_epochs": 1, "batch_size": 16, "lr": 0.1},
     "sampling": {"clients_per_round": 4},
-    "resources": {"device": "cpu"},
+    "resources": {"device": "cpu", "client_actors": 1},
     "output": {"plots": False, "save_model": False},
 }
 
