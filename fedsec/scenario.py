@@ -173,9 +173,20 @@ class ResourcesConfig(Section):
                     "(seconds of CPU), so a small federation costs less with one. client_actors x client_cpus "
                     "must be whole cores.",
     )
+    server_threads: int | None = Field(
+        None, ge=1, le=1024,
+        description="torch CPU threads of the server's process: aggregation, evaluation, the owner's "
+                    "embedding (default: torch's own, the machine's cores). A seeded run repeats bit for bit "
+                    "only with the same count, so set it for results that other machines must reproduce.",
+    )
     ray_address: str | None = Field(
         None, description="Attach to this existing Ray cluster instead of starting one."
     )
+
+    @property
+    def client_threads(self) -> int:
+        """torch threads each client trains with: its whole reserved cores, at least one."""
+        return max(1, int(self.client_cpus))
 
     @model_validator(mode="after")
     def _actors_on_a_private_cluster(self) -> ResourcesConfig:

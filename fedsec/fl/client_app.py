@@ -80,7 +80,7 @@ def train(message: Message, context: Context) -> Message:
     if crashes(scenario.faults, scenario.seed, round_number, partition):
         raise ClientCrash(f"injected crash of client {partition} in round {round_number}")
     time.sleep(delay_s(scenario.faults, scenario.seed, round_number, partition))
-    torch.set_num_threads(max(1, int(scenario.resources.client_cpus)))
+    torch.set_num_threads(scenario.resources.client_threads)
     model = message.content.array_records[MODEL_RECORD]
     he_costs: dict[str, float] = {}  # seconds spent decrypting / encrypting when encryption is on
     if scenario.encryption.enabled:

@@ -53,6 +53,7 @@ from fedsec.plots import plot_label_histogram, plot_rounds
 from fedsec.poisoned_supply import SUPPLY_ROUND, removal_scores, supplied_partition
 from fedsec.pretraining import pretrained_state
 from fedsec.progress import RoundReporter
+from fedsec.provenance import ENVIRONMENT_FILE, environment_record
 from fedsec.results import MODEL_FILE, PARTITIONS_FILE, SUMMARY_FILE, RunDirectory, append_jsonl, read_jsonl, write_atomic
 from fedsec.sampling import sample_clients
 from fedsec.scenario import Scenario
@@ -130,6 +131,8 @@ class FederationServer:
         self.grid = grid
         self.show_progress = show_progress
         self.virtual_clients = virtual_clients
+        if scenario.resources.server_threads is not None:
+            torch.set_num_threads(scenario.resources.server_threads)
         self.device = resolve_device(scenario.resources.device)
         self.data: FederatedData = federated_data(scenario.data, scenario.seed, scenario.held_out_examples)
         dataset = self.data.dataset
@@ -384,6 +387,8 @@ class FederationServer:
             [r["round"] for r in self.run_dir.rounds()],
         )):
             raise FederationError(f"{self.run_dir.path}: cannot resume: " + "; ".join(problems))
+        append_jsonl(self.run_dir.file(ENVIRONMENT_FILE), [environment_record(
+            self.device, self.scenario.resources.client_threads, checkpoint.round if checkpoint else 0)])
         self.write_partitions()
         nodes = self.discover_nodes()
         if checkpoint is None:
