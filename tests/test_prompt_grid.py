@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from types import SimpleNamespace
 
 import pytest
 
-from fedsec.fl.prompt_grid import PromptGrid
+from fedsec.fl.prompt_grid import GridStopped, PromptGrid
 
 
 class DelayedGrid:
@@ -58,3 +59,14 @@ def test_the_timeout_returns_what_has_arrived() -> None:
 def test_the_poll_interval_must_be_positive(poll_s: float) -> None:
     with pytest.raises(ValueError, match="poll_s"):
         PromptGrid(DelayedGrid([]), poll_s)  # type: ignore[arg-type]
+
+
+def test_waiting_stops_once_the_runtime_has_stopped() -> None:
+    """A reply that never comes (its runtime crashed) is waited for until ``stop`` is set, not for ever."""
+    stop = threading.Event()
+    grid = PromptGrid(DelayedGrid([0.0, 3600.0]), poll_s=0.05, stop=stop)  # type: ignore[arg-type]
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(GridStopped, match="1 replies"):
+        grid.send_and_receive([object(), object()])
+    assert 0.3 <= time.monotonic() - started < 1.0

@@ -1,6 +1,6 @@
 """A run attaches to an existing Ray cluster through `resources.ray_address`: a head started on
-loopback, the run's driver joins it, nothing listens beyond 127.0.0.1, and the head is gone
-afterwards."""
+loopback, the run's driver joins it, its encrypted clients find the key through the job's runtime
+environment, nothing listens beyond 127.0.0.1, and the head is gone afterwards."""
 
 from __future__ import annotations
 
@@ -60,6 +60,9 @@ def test_run_attaches_to_a_loopback_ray_head(tmp_path: Path) -> None:
         scenario.write_text(yaml.safe_dump({
             "name": "attach", "rounds": 2, "data": {"dataset": "digits", "num_clients": 3},
             "model": {"name": "mlp"}, "resources": {"device": "cpu", "ray_address": f"127.0.0.1:{port}"},
+            # Under CKKS the clients must find the secret key: its path reaches the cluster's
+            # workers only through the job's runtime environment.
+            "encryption": {"mode": "ckks"},
             "output": {"dir": str(tmp_path / "runs"), "plots": False},
         }))
         run = subprocess.Popen([str(VENV / "fedsec"), "run", str(scenario), "--quiet"], cwd=ROOT, env=env,
@@ -72,7 +75,8 @@ def test_run_attaches_to_a_loopback_ray_head(tmp_path: Path) -> None:
         assert run.returncode == 0, output[-3000:]
 
         (run_dir,) = (tmp_path / "runs").iterdir()
-        assert [r["round"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())] == [1, 2]
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [r["round"] for r in records] == [1, 2] and all(r["replies"] == 3 for r in records)
         # The run's driver joined this head: Ray writes its log into the head's session directory.
         driver_logs = list(ray_temp.glob(f"session_*/logs/python-core-driver-*_{run.pid}.log"))
         assert driver_logs, sorted(p.name for p in ray_temp.glob("session_*/logs/*driver*"))

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 import yaml
 from processes import LOOPBACK, listening_addresses
 
-from fedsec.fl.simulation import backend_config, simulate
+from fedsec.fl.simulation import RunFailed, ray_init_kwargs, simulate
 from tests.local_grid import run_locally
 from fedsec.results import (
     CLIENTS_FILE,
@@ -52,11 +53,28 @@ def run_small(tmp_path: Path, ray: bool = True, **changes: object) -> tuple[RunD
 
 def test_client_actors_size_the_private_cluster() -> None:
     def ray_cpus(resources: dict) -> object:
-        return backend_config(parse_scenario({**SMALL, "resources": resources}), {})["init_args"].get("num_cpus")
+        return ray_init_kwargs(parse_scenario({**SMALL, "resources": resources}), {}).get("num_cpus")
 
     assert ray_cpus({"client_actors": 3, "client_cpus": 2}) == 6
     assert ray_cpus({"client_actors": 4, "client_cpus": 0.5}) == 2
     assert ray_cpus({}) is None  # Ray counts the machine's cores
+
+
+def test_a_crashed_runtime_ends_the_run_with_its_cause_and_no_waiting_server(tmp_path: Path) -> None:
+    """Flower's runtime cannot place a client needing more cores than the private cluster has: the
+    run ends at once with that reason in one line, and the server stops waiting for replies."""
+    started = time.monotonic()
+    with pytest.raises(RunFailed, match=r"^the simulation runtime stopped: ValueError: ActorPool is empty"):
+        run_small(tmp_path, resources={"device": "cpu", "client_cpus": 64})
+    assert time.monotonic() - started < 120
+
+    def server_threads() -> list[str]:  # Flower runs the ServerApp in a thread named after its target
+        return [t.name for t in threading.enumerate() if "server_th_with_start_checks" in t.name]
+
+    deadline = time.monotonic() + 5
+    while server_threads() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not server_threads()
 
 
 @dataclass

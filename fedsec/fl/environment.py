@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,9 +23,10 @@ ENVIRONMENT = {
 
 
 class _QuietFlowerLogs(logging.Filter):
-    """Drop Flower's per-run deprecation notice for ``run_simulation`` and shorten a failed
-    client's traceback to its last line: the server records every failure with its reason in
-    clients.jsonl, so a crashing client must not flood the terminal."""
+    """Drop Flower's per-run deprecation notice for ``run_simulation`` and shorten a logged
+    traceback (a failed client's, or the runtime's when it crashes) to its last line: the server
+    records every client failure with its reason in clients.jsonl, and a crashed runtime ends the
+    run with a one-line reason, so neither may flood the terminal."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -32,7 +34,7 @@ class _QuietFlowerLogs(logging.Filter):
             return False
         if record.levelno >= logging.ERROR and "\n" in message:
             lines = [line.strip() for line in message.splitlines() if line.strip()]
-            record.msg, record.args = f"client failed: {lines[-1]}", ()
+            record.msg, record.args = lines[-1], ()
         return True
 
 
@@ -56,6 +58,13 @@ def ray_init_args(address: str | None) -> dict[str, object]:
         "logging_level": logging.WARNING,
         "log_to_driver": False,
     }
+
+
+def worker_pythonpath() -> str:
+    """This process's import path for Ray's workers, as Flower's own start of Ray passes it:
+    ``sys.path``, then any ``PYTHONPATH`` already set."""
+    existing = os.environ.get("PYTHONPATH")
+    return os.pathsep.join([*sys.path, *([existing] if existing else [])])
 
 
 @contextmanager

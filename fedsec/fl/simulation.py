@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any
 
@@ -10,8 +11,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedsec.allocator import keep_large_blocks
 from fedsec.crypto.key_authority import KEY_FILE_ENV, KEYS_DIR, SECRET_CONTEXT_FILE
-from fedsec.fl.environment import configure_environment, ray_init_args, scoped_environment
+from fedsec.fl.environment import configure_environment, ray_init_args, scoped_environment, worker_pythonpath
 from fedsec.fl.processes import become_subreaper, descendants, stop_new_descendants
+from fedsec.fl.prompt_grid import PromptGrid
 from fedsec.fl.protocol import VIRTUAL_CLIENTS_ENV
 from fedsec.fl.server import FederationError, FederationServer
 from fedsec.results import RunDirectory
@@ -27,22 +29,43 @@ class RunRefused(RunFailed):
     that are not the run's, nodes that do not match the scenario)."""
 
 
-def backend_config(scenario: Scenario, environment: dict[str, str]) -> dict[str, Any]:
-    """Ray backend settings: per-client resources from the scenario, loopback-only Ray. ``environment``
-    reaches the client workers: inherited from this process by a private cluster, through the job's
-    runtime environment on an attached one."""
+SIMULATION_POLL_S = 0.1
+"""Seconds between the server's checks for replies in the simulation (the interval of Flower's
+in-memory grid)."""
+
+
+def ray_init_kwargs(scenario: Scenario, environment: dict[str, str]) -> dict[str, Any]:
+    """``ray.init`` arguments: a private loopback-only cluster (``resources.client_actors`` sets its
+    CPUs), or the existing one at ``resources.ray_address``. ``environment`` reaches the client
+    workers through the job's runtime environment.
+
+    fedsec starts Ray itself, before Flower's backend would: Flower's ``ray.init`` passes a runtime
+    environment of its own (the import path only), so one more in its ``init_args`` would be a
+    duplicate argument, and the key holders of an encrypted run on an attached cluster would never
+    learn where the key is."""
     r = scenario.resources
-    init_args = ray_init_args(r.ray_address)
+    kwargs = ray_init_args(r.ray_address)
     if r.client_actors is not None:
-        init_args["num_cpus"] = round(r.client_actors * r.client_cpus)
-    if environment and r.ray_address:
-        init_args["runtime_env"] = {"env_vars": environment}
-    return {"client_resources": {"num_cpus": r.client_cpus, "num_gpus": r.client_gpus}, "init_args": init_args}
+        kwargs["num_cpus"] = round(r.client_actors * r.client_cpus)
+    kwargs["runtime_env"] = {"env_vars": environment}
+    return kwargs
+
+
+def backend_config(scenario: Scenario) -> dict[str, Any]:
+    """Flower's Ray backend settings: per-client resources from the scenario."""
+    r = scenario.resources
+    return {"client_resources": {"num_cpus": r.client_cpus, "num_gpus": r.client_gpus}}
 
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return (text if isinstance(exc, FederationError) else f"{type(exc).__name__}: {text}")[:500]
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
 
 
 def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = True,
@@ -70,34 +93,44 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
 
     summary: dict[str, Any] = {}
     failures: list[BaseException] = []
+    runtime_stopped = threading.Event()
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            summary.update(server(scenario, run_dir, grid, show_progress, virtual_clients=virtual).run())
+            waiting = PromptGrid(grid, SIMULATION_POLL_S, stop=runtime_stopped)
+            summary.update(server(scenario, run_dir, waiting, show_progress, virtual_clients=virtual).run())
         except Exception as exc:  # reported by simulate() in one line; Flower would only log it
             failures.append(exc)
 
     # Key distribution: the key holders (clients) find the secret context the authority writes here.
     virtual = scenario.resources.ray_address is None
-    environment = {**({VIRTUAL_CLIENTS_ENV: "1"} if virtual else {}),
+    environment = {"PYTHONPATH": worker_pythonpath(),
+                   **({VIRTUAL_CLIENTS_ENV: "1"} if virtual else {}),
                    **({KEY_FILE_ENV: str(run_dir.file(KEYS_DIR) / SECRET_CONTEXT_FILE)}
                       if scenario.encryption.enabled else {})}
+    runtime_failure: Exception | None = None
     become_subreaper()
     before = descendants()
     try:
         with warnings.catch_warnings(), scoped_environment(environment):
             warnings.simplefilter("ignore", DeprecationWarning)
+            ray.init(**ray_init_kwargs(scenario, environment))
             run_simulation(
                 server_app=server_app, client_app=client_app,
                 num_supernodes=scenario.clients_per_round if virtual else scenario.data.num_clients,
-                backend_config=backend_config(scenario, environment),
+                backend_config=backend_config(scenario),
             )
+    except Exception as exc:  # Ray did not start, or Flower's runtime crashed (its cause is the first in the chain)
+        runtime_failure = exc
     finally:
+        runtime_stopped.set()  # a server still waiting for replies stops (its thread would keep the process alive)
         if ray.is_initialized():
             ray.shutdown()
         stop_new_descendants(before)
+    if runtime_failure is not None:
+        raise RunFailed(f"the simulation runtime stopped: {_one_line(_root_cause(runtime_failure))}") from runtime_failure
     if failures:
         refused = isinstance(failures[0], (FederationError, KeyMismatch, CheckpointError))
         raise (RunRefused if refused else RunFailed)(_one_line(failures[0])) from failures[0]
