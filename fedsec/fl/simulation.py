@@ -104,7 +104,8 @@ def simulate(scenario: Scenario, run_dir: RunDirectory, show_progress: bool = Tr
         except Exception as exc:  # reported by simulate() in one line; Flower would only log it
             failures.append(exc)
 
-    # Key distribution: the key holders (clients) find the secret context the authority writes here.
+    # What the client workers need: this process's import path, the virtual-clients flag and, under
+    # encryption, where the key holders find the secret context the authority writes (key distribution).
     virtual = scenario.resources.ray_address is None
     environment = {"PYTHONPATH": worker_pythonpath(),
                    **({VIRTUAL_CLIENTS_ENV: "1"} if virtual else {}),
