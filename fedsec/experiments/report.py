@@ -42,6 +42,7 @@ from fedsec.experiments.table import (
     metric_columns,
     read_sweep,
 )
+from fedsec.provenance import ENVIRONMENT_FILE
 from fedsec.results import (
     CLIENTS_FILE,
     METRICS_FILE,
@@ -236,6 +237,20 @@ def _row_problem(row: dict[str, Any], grid: dict[str, list[str]]) -> str | None:
     return f"{wrong[0]} is not a number" if wrong else None
 
 
+class _EnvironmentRecord(BaseModel):
+    """What the report reads of an environment.jsonl line (fedsec.provenance)."""
+
+    started: str | None = None
+    resumed_after_round: int | None = None
+    versions: dict[str, str | None] = {}
+    python: str | None = None
+    fedsec_commit: str | None = None
+    device: str | None = None
+    cpu_count: int | None = None
+    server_threads: int | None = None
+    client_threads: int | None = None
+
+
 class _ClientRecord(BaseModel):
     """What the report reads of a clients.jsonl line."""
 
@@ -263,16 +278,26 @@ def _json_objects(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def read_clients(run: RunDirectory) -> list[dict[str, Any]]:
-    """The run's per-client records (none when clients.jsonl is absent)."""
-    path = run.file(CLIENTS_FILE)
+def _checked_records(path: Path, model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The JSON lines of ``path`` as ``model`` reads them (none when it is absent); a ValueError
+    names the file, the record and the problem."""
     checked = []
     for number, record in enumerate(_json_objects(path), 1):
         try:
-            checked.append(_ClientRecord.model_validate(record).model_dump())
+            checked.append(model.model_validate(record).model_dump())
         except ValidationError as exc:
             raise ValueError(f"{path}: record {number}: {validation_lines(exc)[0]}") from None
     return checked
+
+
+def read_clients(run: RunDirectory) -> list[dict[str, Any]]:
+    """The run's per-client records (none when clients.jsonl is absent)."""
+    return _checked_records(run.file(CLIENTS_FILE), _ClientRecord)
+
+
+def read_environment(run: RunDirectory) -> list[dict[str, Any]]:
+    """One record per start of the run's server (none when environment.jsonl is absent)."""
+    return _checked_records(run.file(ENVIRONMENT_FILE), _EnvironmentRecord)
 
 
 def _series(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
@@ -359,6 +384,7 @@ def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
     label_counts = _checked(_Partitions, read_json(partitions), partitions)["label_counts"] \
         if partitions.exists() else []
     clients = read_clients(run)
+    environment = read_environment(run)
     privacy = read_privacy(run)
     attacked = has_attackers(scenario, records, summary)
     sections: list[tuple[str, str]] = []
@@ -381,7 +407,23 @@ def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
                                              "label histogram per client")))
     sections.append(("Privacy", _privacy(run, privacy)))
     sections.append(("Costs", _costs(records)))
+    if environment:
+        sections.append(("Environment", _environment(environment)))
     return sections
+
+
+def _environment(starts: list[dict[str, Any]]) -> str:
+    """One row per start of the server: what a reader needs to repeat the run bit for bit."""
+    def text(value: Any) -> str:
+        return "–" if value is None else str(value)
+
+    rows = [(text(s["started"]), text(s["resumed_after_round"]), text(s["fedsec_commit"] and s["fedsec_commit"][:12]),
+             text(s["versions"].get("torch")), text(s["versions"].get("flwr")), text(s["python"]), text(s["device"]),
+             text(s["cpu_count"]), f"{text(s['server_threads'])} / {text(s['client_threads'])}") for s in starts]
+    return ("<p>Each start of the server (the first, then every resume). A seeded run repeats bit for bit "
+            "with the same versions and thread counts; the full record is in environment.jsonl.</p>"
+            + table(["started (UTC)", "resumed after round", "fedsec commit", "torch", "flwr", "python", "device",
+                     "cores", "threads: server / client"], rows, text_columns=7))
 
 
 def _accuracy(records: list[dict[str, Any]], attacked: bool) -> str:

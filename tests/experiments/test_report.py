@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from fedsec.cli import app
 from fedsec.experiments.report import heatmap_axes, write_report
 from fedsec.experiments.table import ci_rows, mean_ci95, read_sweep
-from fedsec.results import RunDirectory
+from fedsec.provenance import ENVIRONMENT_FILE
+from fedsec.results import RunDirectory, append_jsonl
 
 SPEC = re.compile(r'<script type="application/json" class="chart-spec" data-chart="[^"]+" data-name="([^"]*)">'
                   r"(.*?)</script>", re.S)
@@ -340,3 +341,22 @@ def test_a_corrupt_client_record_is_named(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(path)])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"{path / 'clients.jsonl'}: record 17: client: ")
+
+
+def test_each_start_of_the_server_is_a_row_of_the_environment_section(tmp_path: Path) -> None:
+    path = make_run(tmp_path / "run")
+    assert ">Environment</h2>" not in write_report(path).read_text()  # runs from before the record: no section
+    start = {"started": "2026-12-02T01:00:00Z", "resumed_after_round": 0, "fedsec_commit": "0123456789abcdef" * 2,
+             "versions": {"torch": "2.14.1", "flwr": "1.41.0"}, "python": "3.11.7", "device": "cpu",
+             "cpu_count": 2, "server_threads": 1, "client_threads": 1, "platform": "Linux"}
+    append_jsonl(path / ENVIRONMENT_FILE, [start, {**start, "resumed_after_round": 3, "server_threads": 2}])
+    text = write_report(path).read_text()
+    section = text[text.index(">Environment</h2>"):]
+    assert "0123456789ab<" in section and "<td>1 / 1</td>" in section and "<td>2 / 1</td>" in section
+    assert section.count(">2026-12-02T01:00:00Z</td>") == 2
+
+    with open(path / ENVIRONMENT_FILE, "a") as f:
+        f.write('{"server_threads": "many"}\n')
+    result = CliRunner().invoke(app, ["report", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{path / ENVIRONMENT_FILE}: record 3: server_threads: ")
