@@ -48,18 +48,6 @@ def configure_environment(quiet: bool = True) -> None:
         flwr_logger.addFilter(_QuietFlowerLogs())
 
 
-def ray_init_args(address: str | None) -> dict[str, object]:
-    """Arguments for ``ray.init``: a private loopback-only cluster, or an existing one."""
-    if address:
-        return {"address": address, "include_dashboard": False, "logging_level": logging.WARNING}
-    return {
-        "_node_ip_address": LOOPBACK,
-        "include_dashboard": False,
-        "logging_level": logging.WARNING,
-        "log_to_driver": False,
-    }
-
-
 def worker_pythonpath() -> str:
     """This process's import path for Ray's workers, as Flower's own start of Ray passes it:
     ``sys.path``, then any ``PYTHONPATH`` already set."""

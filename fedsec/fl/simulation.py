@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from typing import Any
@@ -11,7 +12,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedsec.allocator import keep_large_blocks
 from fedsec.crypto.key_authority import KEY_FILE_ENV, KEYS_DIR, SECRET_CONTEXT_FILE
-from fedsec.fl.environment import configure_environment, ray_init_args, scoped_environment, worker_pythonpath
+from fedsec.fl.environment import LOOPBACK, configure_environment, scoped_environment, worker_pythonpath
 from fedsec.fl.processes import become_subreaper, descendants, stop_new_descendants
 from fedsec.fl.prompt_grid import PromptGrid
 from fedsec.fl.protocol import VIRTUAL_CLIENTS_ENV
@@ -44,7 +45,11 @@ def ray_init_kwargs(scenario: Scenario, environment: dict[str, str]) -> dict[str
     duplicate argument, and the key holders of an encrypted run on an attached cluster would never
     learn where the key is."""
     r = scenario.resources
-    kwargs = ray_init_args(r.ray_address)
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if r.ray_address:
+        kwargs["address"] = r.ray_address
+    else:
+        kwargs |= {"_node_ip_address": LOOPBACK, "log_to_driver": False}
     if r.client_actors is not None:
         kwargs["num_cpus"] = round(r.client_actors * r.client_cpus)
     kwargs["runtime_env"] = {"env_vars": environment}
