@@ -10,6 +10,11 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$python_bin" --version 2>&1
 
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "==> setting up .venv (first time: several minutes; torch alone is ~5 GB)" >&2
+  free_kib=$(df -Pk . | awk 'NR == 2 {print $4}')
+  if [ ! -x .venv/bin/python ] && [ "$free_kib" -lt $((9 * 1024 * 1024)) ]; then
+    echo "==> .venv needs about 7 GB and this disk has $((free_kib / 1024 / 1024)) GB free: free some space first" >&2
+    exit 1
+  fi
   [ -x .venv/bin/python ] || "$python_bin" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".[test]"

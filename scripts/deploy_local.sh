@@ -15,6 +15,9 @@
 # Flower's state (connection config, installed app) goes to a temporary FLWR_HOME; logs of the
 # SuperLink and of every SuperNode are printed when the run fails or FEDSEC_DEBUG is set.
 # The SuperLink listens on a free port, or on FEDSEC_SUPERLINK_PORT when set.
+# Each SuperNode asks the SuperLink for work every FEDSEC_SUPERNODE_IDLE_POLL_S seconds when it has
+# none (default 1; Flower's own SuperNode waits 3) and checks for its ClientApp's reply every
+# FEDSEC_SUPERNODE_REPLY_POLL_S (default 0.2; Flower: 0.5): fedsec/fl/supernode.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage="usage: scripts/deploy_local.sh [--tls DIR [--auth]] N SCENARIO [OVERRIDES]"
@@ -119,7 +122,9 @@ for ((i = 0; i < nodes; i++)); do
     flwr supernode register "$tls_dir/supernode-$i.pub" fedsec-local >/dev/null
     node_auth=(--auth-supernode-private-key "$tls_dir/supernode-$i")
   fi
-  flower-supernode "${supernode_security[@]}" "${node_auth[@]}" --isolation process \
+  python -m fedsec.fl.supernode --idle-poll-s "${FEDSEC_SUPERNODE_IDLE_POLL_S:-1}" \
+    --reply-poll-s "${FEDSEC_SUPERNODE_REPLY_POLL_S:-0.2}" \
+    "${supernode_security[@]}" "${node_auth[@]}" --isolation process \
     --superlink "127.0.0.1:$superlink_port" --host 127.0.0.1 --port "${ports[i + 1]}" \
     --node-config "partition-id=$i num-partitions=$nodes" \
     >"$FLWR_HOME/supernode-$i.log" 2>&1 &

@@ -29,10 +29,12 @@ from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_htt
 from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
 from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
+from flwr.supernode.runtime import run_clientapp
 from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
 from fedsec.fl.client_app import app as fedsec_client_app
 from fedsec.fl.environment import configure_environment
+from fedsec.fl.flower_waits import FIRST_PULL_RETRY_S, prompt_object_pulls
 
 FEDSEC_FAB_ID = "fedsec/fedsec"
 """The FAB id (publisher/name in pyproject.toml's [tool.flwr.app]) of the app this worker runs."""
@@ -94,6 +96,8 @@ def main() -> None:
     parser.add_argument("--parent-pid", type=int, help="exit when this process (the SuperNode) exits")
     args = parser.parse_args()
     configure_environment()
+    # The SuperNode offers a task before it holds the message's objects (fedsec.fl.flower_waits).
+    prompt_object_pulls(run_clientapp, "pull_and_inflate_object_from_tree", FIRST_PULL_RETRY_S)
     if args.parent_pid is not None:
         start_parent_process_monitor(args.parent_pid)
     serve(args.runtime_api_address, args.poll_s)

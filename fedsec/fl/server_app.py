@@ -11,9 +11,11 @@ from pathlib import Path
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
+from flwr.superlink.grid import http_grid
 
 from fedsec.allocator import keep_large_blocks
 from fedsec.fl.environment import configure_environment
+from fedsec.fl.flower_waits import FIRST_PULL_RETRY_S, prompt_object_pulls
 from fedsec.fl.prompt_grid import PromptGrid
 from fedsec.fl.server import FederationServer
 from fedsec.results import SCENARIO_FILE, RunDirectory, write_atomic
@@ -21,6 +23,7 @@ from fedsec.scenario import ScenarioError, load_scenario, to_yaml
 
 configure_environment()
 keep_large_blocks()
+prompt_object_pulls(http_grid, "pull_objects", FIRST_PULL_RETRY_S)  # the deployment engine's replies
 app = ServerApp()
 
 
