@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from fedsec.sgd import SGD
 
 MAX_EPOCHS = 1_000
 """Most passes over the local data in one round."""
@@ -47,12 +49,28 @@ def to_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def make_optimizer(model: nn.Module, cfg: ClientConfig) -> torch.optim.Optimizer:
-    """The optimizer the client configuration names."""
+    """The ``torch.optim`` optimizer the client configuration names (DP-SGD wraps it)."""
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
+
+
+class Stepper(Protocol):
+    """What :func:`train_local` needs of an optimizer."""
+
+    def zero_grad(self, set_to_none: bool = True) -> None: ...
+
+    def step(self) -> None: ...
+
+
+def local_optimizer(model: nn.Module, cfg: ClientConfig) -> Stepper:
+    """The optimizer of :func:`train_local`: for ``sgd``, :class:`fedsec.sgd.SGD` (torch.optim.SGD's
+    update without torch.optim's import cost in every training process), else :func:`make_optimizer`'s."""
+    if cfg.optimizer == "sgd":
+        return SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return make_optimizer(model, cfg)
 
 
 @dataclass(frozen=True)
@@ -101,7 +119,7 @@ def train_local(
     ``device``. The batch order comes from ``generator`` only, so a run is reproducible.
     """
     model.train()
-    optimizer = make_optimizer(model, cfg)
+    optimizer = local_optimizer(model, cfg)
     x, y = x.to(device), y.to(device)
     masked = [(p, hooks.gradient_masks[n]) for n, p in model.named_parameters()] if hooks.gradient_masks else []
     total, steps = torch.zeros((), device=device), 0
