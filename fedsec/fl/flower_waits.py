@@ -28,7 +28,8 @@ FIRST_PULL_RETRY_S = 0.05
 """fedsec's first retry of a message object its sender does not hold yet (Flower: 1 s)."""
 
 
-def _positive(name: str, seconds: float) -> float:
+def positive_seconds(name: str, seconds: float) -> float:
+    """``seconds`` if it is > 0, else ValueError naming ``name``."""
     if not seconds > 0:
         raise ValueError(f"{name} must be > 0 seconds, got {seconds}")
     return seconds
@@ -43,12 +44,12 @@ class PollingClock:
     """
 
     def __init__(self, idle_s: float, reply_s: float) -> None:
-        self.idle_s = _positive("idle_s", idle_s)
-        self.reply_s = _positive("reply_s", reply_s)
+        self.idle_s = positive_seconds("idle_s", idle_s)
+        self.reply_s = positive_seconds("reply_s", reply_s)
+        self._waits = {FLOWER_IDLE_WAIT_S: self.idle_s, FLOWER_REPLY_WAIT_S: self.reply_s}
 
     def sleep(self, seconds: float) -> None:
-        waits = {FLOWER_IDLE_WAIT_S: self.idle_s, FLOWER_REPLY_WAIT_S: self.reply_s}
-        time.sleep(waits.get(seconds, seconds))
+        time.sleep(self._waits.get(seconds, seconds))
 
     def __getattr__(self, name: str) -> object:
         return getattr(time, name)
@@ -66,5 +67,5 @@ def prompt_object_pulls(module: ModuleType, function: str, first_retry_s: float)
     back-off arguments) retry a missing object first after ``first_retry_s`` seconds instead of 1;
     the back-off still doubles up to Flower's cap, so the number of tries and the time limit of a
     pull are Flower's."""
-    first_retry_s = _positive("first_retry_s", first_retry_s)
+    first_retry_s = positive_seconds("first_retry_s", first_retry_s)
     setattr(module, function, functools.partial(getattr(module, function), initial_backoff=first_retry_s))

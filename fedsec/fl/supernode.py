@@ -13,7 +13,7 @@ import sys
 import flwr.supernode.start_client_internal as supernode_loop
 from flwr.supernode.cli import flower_supernode
 
-from fedsec.fl.flower_waits import FIRST_PULL_RETRY_S, install_clock, prompt_object_pulls
+from fedsec.fl.flower_waits import FIRST_PULL_RETRY_S, install_clock, positive_seconds, prompt_object_pulls
 
 
 def main() -> None:
@@ -23,9 +23,11 @@ def main() -> None:
     parser.add_argument("--reply-poll-s", type=float, default=0.2,
                         help="seconds between checks for the ClientApp's reply (Flower: 0.5)")
     ours, flowers = parser.parse_known_args()
-    for option, seconds in (("--idle-poll-s", ours.idle_poll_s), ("--reply-poll-s", ours.reply_poll_s)):
-        if not seconds > 0:
-            parser.exit(2, f"fedsec.fl.supernode: {option} must be > 0 seconds, got {seconds}\n")
+    try:
+        positive_seconds("--idle-poll-s", ours.idle_poll_s)
+        positive_seconds("--reply-poll-s", ours.reply_poll_s)
+    except ValueError as exc:
+        parser.exit(2, f"fedsec.fl.supernode: {exc}\n")
     install_clock(supernode_loop, ours.idle_poll_s, ours.reply_poll_s)
     prompt_object_pulls(supernode_loop, "pull_objects", FIRST_PULL_RETRY_S)
     sys.argv = ["flower-supernode", *flowers]
