@@ -10,13 +10,16 @@ the watermark. After each watermark step every layer's temperature takes one gra
 that minimises its SNNL, as in the paper. The patch sits where the SNNL's input gradient is
 smallest (as in the authors' code) on a proxy model the owner trains on its own images (the
 global model does not exist when the secrets are drawn): it first separates the triggers from
-the target class, so a model without the watermark rarely labels them t. Verification is
-trigger accuracy against 1/C, as for the other trigger-set schemes.
+the target class, so a model without the watermark rarely labels them t. Then, as in the
+authors' code, signed input-gradient steps on the proxy perturb the triggers: towards a higher
+SNNL with the target images, and away from class t while the proxy labels too many of them t.
+Verification is trigger accuracy against 1/C, as for the other trigger-set schemes.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Literal, Self
 
 import torch
@@ -35,6 +38,8 @@ from fedsec.watermark.tensors import as_input, model_device
 from fedsec.watermark.trigger_set import TriggerSetWatermark
 
 MIN_TEMPERATURE = 1e-3  # the temperature's gradient step must keep it positive
+MAX_AWAY_STEPS = 50  # the authors' code: at most 50 steps away from t over the whole perturbation
+FINAL_AWAY_STEPS = 5  # the authors' code: 5 steps away from t after the last SNNL step
 
 
 def snnl(x: Tensor, labels: Tensor, temperature: Tensor, metric: str = "euclidean") -> Tensor:
@@ -109,7 +114,16 @@ class Ewe(TriggerSetWatermark):
             "on a proxy model (the paper's saliency, the authors' sign); fixed: the bottom-right corner.")
         saliency_steps: int = Field(
             300, ge=1, description="SGD steps of the proxy model the owner trains on its own images before "
-            "reading the saliency (location: saliency).")
+            "reading the saliency or perturbing the triggers.")
+        perturbation_steps: int = Field(
+            10, ge=0, description="Signed-gradient steps on the trigger pixels that raise their SNNL with the "
+            "target images on the proxy model (the authors' maxiter, 10; 0: the triggers stay as stamped).")
+        perturbation_lr: float = Field(
+            0.01, gt=0, le=1, description="Size of each signed-gradient step on the trigger pixels (0..1 pixel "
+            "scale; the authors' w_lr, 0.01).")
+        false_watermark_rate: float = Field(
+            0.1, ge=0, le=1, description="Share of the triggers the proxy may label t: above it, the perturbation "
+            "steps the triggers away from t first (the authors' threshold, 0.1 = 1/C on 10 classes).")
         layers: list[str] | None = Field(
             None, min_length=1, description="Modules whose ReLU'd outputs are entangled (default: the last three "
             "convolution or linear modules before the output layer).")
@@ -168,13 +182,17 @@ class Ewe(TriggerSetWatermark):
                              "triggers")
         source_x, target_x = x[sources[: p.triggers]], x[targets[: p.triggers]]
         _, _, height, width = x.shape
+        proxy = (self.proxy(model, x, y, key_generator(key, "ewe-proxy"))
+                 if p.location == "saliency" or p.perturbation_steps else None)
         if p.location == "fixed":
             row, column = height - p.patch, width - p.patch
         else:
-            proxy = self.proxy(model, x, y, key_generator(key, "ewe-proxy"))
             row, column = self.saliency(proxy, source_x, target_x)
+        triggers = stamp(source_x, row, column, p.patch, p.fill)
+        if p.perturbation_steps:
+            triggers = self.perturb(proxy, triggers, target_x, target)
         return {
-            "x": stamp(source_x, row, column, p.patch, p.fill),
+            "x": triggers,
             "y": torch.full((p.triggers,), target, dtype=torch.int64),
             "target_x": target_x.clone(),
             "position": torch.tensor([row, column]),
@@ -207,6 +225,43 @@ class Ewe(TriggerSetWatermark):
         windows = nn.functional.avg_pool2d(saliency, p.patch, stride=1)[0, 0]
         best = int(windows.flatten().argmin())
         return best // windows.shape[1], best % windows.shape[1]
+
+    def perturb(self, model: nn.Module, triggers: Tensor, target_x: Tensor, target: int) -> Tensor:
+        """The authors' trigger perturbation on ``model`` (the proxy): ``perturbation_steps`` signed
+        steps up the SNNL between the triggers and ``target_x``, each preceded, while ``model`` labels
+        more than ``false_watermark_rate`` of the triggers t, by signed steps down t's logit (at most
+        50 in all), then 5 such steps; returns uint8 images. The authors perturb batches of 64 triggers
+        against 64 target images and keep float pixels; here all triggers at once, rounded to 8 bits."""
+        p, device = self.params, model_device(model)
+        layers = hidden_layers(model, p.layers)
+        x, targets = as_input(triggers, device), as_input(target_x, device)
+        labels = torch.cat([torch.ones(len(x)), torch.zeros(len(targets))]).to(device)
+        temperature = torch.tensor(p.temperature, device=device)
+
+        def step(x: Tensor, objective: Callable[[Tensor], Tensor], sign: float) -> Tensor:
+            x = x.detach().requires_grad_(True)
+            (gradient,) = torch.autograd.grad(objective(x), x)
+            return (x + sign * p.perturbation_lr * gradient.sign()).clamp(0.0, 1.0).detach()
+
+        def target_logit(x: Tensor) -> Tensor:
+            return model(x)[:, target].sum()
+
+        def entanglement(x: Tensor) -> Tensor:
+            _, hidden = forward_with_hidden(model, layers, torch.cat([x, targets]))
+            return sum(snnl(h, labels, temperature, p.metric) for h in hidden)
+
+        def labelled_target(x: Tensor) -> float:
+            with torch.no_grad():
+                return (model(x).argmax(1) == target).float().mean().item()
+
+        away = 0
+        for _ in range(p.perturbation_steps):
+            while away < MAX_AWAY_STEPS and labelled_target(x) > p.false_watermark_rate:
+                x, away = step(x, target_logit, -1.0), away + 1
+            x = step(x, entanglement, 1.0)
+        for _ in range(FINAL_AWAY_STEPS):
+            x = step(x, target_logit, -1.0)
+        return x.mul(255.0).round().to(torch.uint8).cpu()
 
     def terms(self, model: nn.Module, secrets: Secrets, temperature: Tensor, generator: torch.Generator,
               batch_size: int) -> tuple[Tensor, Tensor]:

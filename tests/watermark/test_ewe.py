@@ -11,8 +11,9 @@ import torch
 from pydantic import ValidationError
 
 from fedsec.models import build_model
-from fedsec.watermark.base import WATERMARKS
-from fedsec.watermark.ewe import Ewe, hidden_layers, snnl, stamp
+from fedsec.watermark.base import WATERMARKS, OwnerPool, key_generator
+from fedsec.watermark.ewe import FINAL_AWAY_STEPS, MAX_AWAY_STEPS, Ewe, forward_with_hidden, hidden_layers, snnl, stamp
+from fedsec.watermark.tensors import as_input
 from fedsec.watermark.owner import WatermarkOwner
 
 
@@ -68,17 +69,19 @@ def test_stamp_writes_the_patch_in_every_channel() -> None:
     assert int(images.sum()) == 0
 
 
-@pytest.mark.parametrize("location", ["saliency", "fixed"])
-def test_ewe_embeds_verifies_and_clean_models_do_not(scenario_with, location: str, digits, clean_models,
-                                                     owner_dir: Path) -> None:
-    scenario = scenario_with({"name": "ewe", "triggers": 40, "location": location, "saliency_steps": 100},
+@pytest.mark.parametrize(("location", "perturbation_steps"), [("saliency", 10), ("fixed", 0)])
+def test_ewe_embeds_verifies_and_clean_models_do_not(scenario_with, location: str, perturbation_steps: int, digits,
+                                                     clean_models, owner_dir: Path) -> None:
+    scenario = scenario_with({"name": "ewe", "triggers": 40, "location": location, "saliency_steps": 100,
+                              "perturbation_steps": perturbation_steps},
                              false_alarm=1e-6, embedding={"max_steps": 150, "lr": 0.05})
     owner = WatermarkOwner(scenario.watermark, scenario, digits, torch.device("cpu"), owner_dir)
     secrets = owner.secrets
     target = int(secrets["y"][0])
     assert bool((secrets["y"] == target).all()) and len(secrets["x"]) == 40
     row, column = secrets["position"].tolist()
-    assert bool((secrets["x"][:, :, row:row + 3, column:column + 3] == 255).all())
+    if not perturbation_steps:
+        assert bool((secrets["x"][:, :, row:row + 3, column:column + 3] == 255).all())
     for clean in clean_models:
         assert owner.verify(clean).p_value > 1e-3
     model = copy.deepcopy(clean_models[0])
@@ -88,7 +91,6 @@ def test_ewe_embeds_verifies_and_clean_models_do_not(scenario_with, location: st
 
 
 def test_embedding_entangles_triggers_with_the_target_class(digits, clean_models) -> None:
-    from fedsec.watermark.base import OwnerPool
     from fedsec.watermark.settings import EmbeddingConfig
 
     def entanglement(scheme: Ewe, model: torch.nn.Module, secrets: dict) -> float:
@@ -110,12 +112,41 @@ def test_embedding_entangles_triggers_with_the_target_class(digits, clean_models
     assert runs[2.0] > runs[1e-9] + 0.1
 
 
+def test_perturbation_entangles_the_triggers_without_labelling_them_t(digits, clean_models) -> None:
+    pool = OwnerPool(digits.train_x[300:], digits.train_y[300:])
+    initial = build_model("cnn", digits.image_shape, 10, digits.mean, digits.std)
+    made = {}
+    for steps in (0, 10):
+        scheme = Ewe(Ewe.Params(triggers=30, source=1, target=7, saliency_steps=100, perturbation_steps=steps), 10)
+        pool.taken = 0
+        made[steps] = scheme.create(b"key", pool, initial)
+    pool.taken = 0
+    x, y = pool.take(min(len(pool.y), 20 * 30))
+    proxy = scheme.proxy(initial, x, y, key_generator(b"key", "ewe-proxy"))  # the proxy create() perturbed on
+
+    def entanglement(secrets: dict) -> float:
+        images = as_input(torch.cat([secrets["x"], secrets["target_x"]]), torch.device("cpu"))
+        labels = torch.cat([torch.ones(30), torch.zeros(30)])
+        with torch.no_grad():
+            _, hidden = forward_with_hidden(proxy, hidden_layers(proxy, None), images)
+            return sum(snnl(h, labels, torch.tensor(100.0)) for h in hidden).item()
+
+    plain, perturbed = made[0], made[10]
+    assert torch.equal(plain["position"], perturbed["position"]) and torch.equal(plain["y"], perturbed["y"])
+    assert entanglement(perturbed) > entanglement(plain) + 0.05
+    bound = round((10 + MAX_AWAY_STEPS + FINAL_AWAY_STEPS) * 0.01 * 255) + 1
+    assert 0 < int((perturbed["x"].int() - plain["x"].int()).abs().max()) <= bound
+    for clean in clean_models:  # the chance level still holds: models without the watermark rarely say t
+        with torch.no_grad():
+            assert (clean(as_input(perturbed["x"], torch.device("cpu"))).argmax(1) == 7).float().mean() <= 0.1
+
+
 def test_parameters_are_validated(digits) -> None:
     params = WATERMARKS.get("ewe").Params
     assert params().triggers == 100 and params().location == "saliency" and not params().stop_at_target
     for bad in ({"source": 3, "target": 3}, {"weight": 0}, {"triggers": 1}, {"fill": 256}, {"ratio": 0},
                 {"temperature": 0}, {"metric": "manhattan"}, {"location": "random"}, {"layers": []},
-                {"extra": 1}):
+                {"perturbation_steps": -1}, {"perturbation_lr": 0}, {"false_watermark_rate": 1.5}, {"extra": 1}):
         with pytest.raises(ValidationError):
             params(**bad)
     model = build_model("cnn", digits.image_shape, 10, digits.mean, digits.std)
