@@ -29,8 +29,8 @@ from fedsec.guards.strip import superimpose
 from fedsec.results import MODEL_FILE, SCENARIO_FILE
 from fedsec.scenario import load_scenario
 
-SETTINGS = [("add", 20, "normal"), ("add", 20, "quantile"), ("average", 20, "normal"), ("average", 20, "quantile"),
-            ("add", 100, "quantile")]
+SETTINGS = [("add", 100, "normal"), ("add", 100, "quantile"), ("add", 20, "normal"), ("add", 20, "quantile"),
+            ("average", 20, "normal"), ("average", 20, "quantile")]
 """(superimposition, N, threshold rule): fedsec's defaults first."""
 
 

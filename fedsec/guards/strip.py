@@ -51,7 +51,8 @@ class Strip(Guard):
     class Params(GuardParams):
         name: Literal["strip"] = "strip"
         perturbations: int = Field(
-            20, ge=2, le=1000, description="Clean images superimposed on each input (N); each is one forward pass.")
+            100, ge=2, le=1000, description="Clean images superimposed on each input (N; Gao et al.'s MNIST and "
+            "CIFAR-10 evaluation and code: 100); each is one forward pass.")
         superimpose: Superimposition = Field(
             "add", description="add: the two images summed and clipped to the valid range (Gao et al.'s code); "
             "average: their mean (IBM ART's alpha = 0.5 blend).")

@@ -26,8 +26,11 @@ def test_trigger_caught_and_clean_pass_at_the_frr(world: World, threshold: str) 
     guard.fit(world.model, world.clean, torch.Generator().manual_seed(0))
     clean = guard(world.model, world.test_x).rejected.float().mean().item()
     caught = guard(world.model, world.triggered).rejected.float().mean().item()
-    assert 0.01 <= clean <= 0.12
     assert caught >= 0.95
+    # The empirical quantile holds the FRR up to sampling. Gao et al.'s normal fit holds it only as
+    # far as the clean entropies are normal: these are skewed, and with N = 100 the fit rejects 15%
+    # (8% with N = 20); its boundary itself is checked against ART's in test_agrees_with_art.
+    assert 0.01 <= clean <= (0.12 if threshold == "quantile" else 0.2)
 
 
 def test_agrees_with_art(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
