@@ -3,10 +3,10 @@ sweep directory.
 
 Curves, bars and heat-maps are Plotly charts (hover, zoom, legend entries that hide and show a
 series) drawn from JSON specs embedded in the page with the Plotly library itself, so the file
-opens offline (see :mod:`fedsec.experiments.page`); the privacy audit's reconstructions are
-embedded as PNG data URIs. A section appears only when the run has its data: no detection
-section without attackers, no watermark curve without a watermark, no privacy section without
-privacy records.
+opens offline (see :mod:`fedsec.experiments.page`); the privacy audit's reconstructions and the
+inspectors' reconstructed triggers are embedded as PNG data URIs. A section appears only when the
+run has its data: no detection section without attackers, no watermark curve without a watermark,
+no privacy, inspection or runtime-guards section without their audit's records.
 """
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ ATTACK_KEYS = {"asr", "max_asr", "durability", "malicious_share", "malicious_sha
 """Summary keys about attackers: left out of the report of a run without any."""
 PRIVACY_FILE = "privacy.jsonl"
 """The privacy audit's records (``fedsec.privacy.audit.RECORD_FILE``; not imported: it pulls in torch)."""
+INSPECTION_FILE = "inspection.jsonl"
+"""The inspection audit's records (``fedsec.inspection.audit.RECORD_FILE``)."""
+GUARDS_FILE = "guards.jsonl"
+"""The runtime-guards audit's records (``fedsec.guards.audit.RECORD_FILE``)."""
+AUDIT_SUMMARIES = {"privacy", "inspection", "runtime_guards"}
+"""Summary entries an audit nests: their figures are in the audit's own section."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_IMAGE_BYTES = 8_000_000
 """Largest reconstruction grid embedded in a report (a grid of 64 Fashion-MNIST images is ~60 kB)."""
@@ -375,8 +381,8 @@ def _summary_table(summary: dict[str, Any], attacked: bool) -> str:
 
 def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
     """Sections of a run's report: setting, summary, accuracy and watermark curves, detection
-    (only with attackers), per-client table, partitions, privacy (only with privacy records),
-    costs."""
+    (only with attackers), per-client table, partitions, privacy, inspection and runtime guards
+    (each only with its audit's records), costs."""
     records = read_rounds(run)
     summary = read_json(run.file(SUMMARY_FILE)) if run.file(SUMMARY_FILE).exists() else {}
     scenario = read_run_scenario(run) if run.file(SCENARIO_FILE).exists() else {}
@@ -386,13 +392,14 @@ def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
     clients = read_clients(run)
     environment = read_environment(run)
     privacy = read_privacy(run)
+    inspections = read_inspections(run)
+    guards = read_guards(run)
     attacked = has_attackers(scenario, records, summary)
     sections: list[tuple[str, str]] = []
     if scenario:
         sections.append(("Scenario", table(["", ""], _scenario_lines(scenario), text_columns=2)))
     if summary:
-        # the privacy audit's summary entry is nested: its figures are in the Privacy section
-        shown = {k: v for k, v in summary.items() if not (privacy and k == "privacy")}
+        shown = {k: v for k, v in summary.items() if k not in AUDIT_SUMMARIES}
         sections.append(("Summary", _summary_table(shown, attacked)))
     elif records:
         sections.append(("Summary", f"<p>Unfinished run: {len(records)} rounds recorded.</p>"))
@@ -406,6 +413,8 @@ def run_sections(run: RunDirectory) -> list[tuple[str, str]]:
         sections.append(("Partitions", chart(charts.label_histogram(range(len(label_counts)), label_counts),
                                              "label histogram per client")))
     sections.append(("Privacy", _privacy(run, privacy)))
+    sections.append(("Inspection", _inspection(run, inspections)))
+    sections.append(("Runtime guards", _guards(guards)))
     sections.append(("Costs", _costs(records)))
     if environment:
         sections.append(("Environment", _environment(environment)))
@@ -559,14 +568,14 @@ def read_privacy(run: RunDirectory) -> list[tuple[str, dict[str, Any]]]:
     return checked
 
 
-def reconstruction_png(run: RunDirectory, name: str) -> bytes | None:
-    """The bytes of a reconstruction grid the privacy audit wrote (``name`` relative to the run
-    directory), or None when it is missing, not a PNG or too large; ValueError when ``name``
-    points outside the run directory."""
+def reconstruction_png(run: RunDirectory, name: str, record_file: str = PRIVACY_FILE) -> bytes | None:
+    """The bytes of an image an audit wrote (``name`` relative to the run directory, as its record
+    in ``record_file`` gives it), or None when it is missing, not a PNG or too large; ValueError
+    when ``name`` points outside the run directory."""
     root = run.path.resolve()
     path = (root / name).resolve()
     if not path.is_relative_to(root):
-        raise ValueError(f"{run.file(PRIVACY_FILE)}: png {name!r} is outside the run directory")
+        raise ValueError(f"{run.file(record_file)}: png {name!r} is outside the run directory")
     try:
         if not path.is_file() or path.stat().st_size > MAX_IMAGE_BYTES:
             return None
@@ -649,6 +658,121 @@ def _privacy(run: RunDirectory, records: list[tuple[str, dict[str, Any]]]) -> st
                      f"C = {last['max_grad_norm']:g}): ε = {epsilon} at δ = {last['delta']:g} after round "
                      f"{last['round']}, the largest of the {clients} clients that trained "
                      f"({html.escape(last['accountant'])} accountant).</p>")
+    return "".join(parts)
+
+
+class _AuditKind(BaseModel):
+    kind: str = "inspection"
+
+
+class _Inspection(BaseModel):
+    """What the report reads of an inspection record (``kind: inspection``; repairs are skipped)."""
+
+    round: int
+    method: str
+    access: str
+    flagged: bool
+    score: float
+    threshold: float
+    targets: list[int]
+    true_target: int | None = None
+    trigger_iou: float | None = None
+    queries: int | None = None
+    seconds: float
+    trigger_png: str | None = None
+
+
+class _GuardRecord(BaseModel):
+    """What the report reads of a runtime-guards record: one chain measured after one round."""
+
+    round: int
+    chain: str
+    guards: list[str]
+    ma: float
+    asr: float | None = None
+    frr: float
+    sda: float
+    far: float | None = None
+    sasr: float | None = None
+    auc: list[float | None] | None = None
+    seconds_per_1000: float
+
+
+def read_inspections(run: RunDirectory) -> list[dict[str, Any]]:
+    """The inspection audit's verdicts (none when inspection.jsonl is absent); repair records are
+    skipped, a malformed verdict is a ValueError naming the file."""
+    path = run.file(INSPECTION_FILE)
+    checked = []
+    for number, record in enumerate(_json_objects(path), 1):
+        try:
+            if _AuditKind.model_validate(record).kind == "inspection":
+                checked.append(_Inspection.model_validate(record).model_dump())
+        except ValidationError as exc:
+            raise ValueError(f"{path}: record {number}: {validation_lines(exc)[0]}") from None
+    return checked
+
+
+def read_guards(run: RunDirectory) -> list[dict[str, Any]]:
+    """The runtime-guards audit's records (none when guards.jsonl is absent)."""
+    return _checked_records(run.file(GUARDS_FILE), _GuardRecord)
+
+
+def _significant(value: float) -> Cell:
+    return Cell(f"{value:.4g}", value)
+
+
+def _percent(value: float | None) -> Cell:
+    return Cell("–") if value is None else Cell(f"{100 * value:.1f} %", value)
+
+
+def _inspection(run: RunDirectory, records: list[dict[str, Any]]) -> str:
+    """Every inspector's verdict per inspected round, then each reconstructed trigger (mask, pattern,
+    masked pattern) embedded with what the inspector concluded."""
+    rows = [[r["method"], r["access"], r["round"], "yes" if r["flagged"] else "no", _significant(r["score"]),
+             _significant(r["threshold"]), ", ".join(map(str, r["targets"])) or "–",
+             "–" if r["true_target"] is None else str(r["true_target"]), _decimal(r["trigger_iou"], 2),
+             "–" if r["queries"] is None else r["queries"], _decimal(r["seconds"], 1, " s")] for r in records]
+    parts = [table(["inspector", "access", "round", "flagged", "score", "threshold", "suspected targets",
+                    "true target", "trigger IoU", "queries", "time"], rows, text_columns=2, sortable=True)]
+    for r in records:
+        if r["trigger_png"] is None:
+            continue
+        title = f"round {r['round']}, {r['method']}"
+        data = reconstruction_png(run, r["trigger_png"], INSPECTION_FILE)
+        if data is None:
+            parts.append(f"<p>{html.escape(title)}: the image {html.escape(r['trigger_png'])} is missing or not "
+                         "a PNG.</p>")
+            continue
+        caption = (f"{title.capitalize()}: the reconstructed mask, pattern and masked pattern; suspected targets "
+                   f"{', '.join(map(str, r['targets'])) or 'none'}")
+        if r["true_target"] is not None:
+            caption += f", true target {r['true_target']}"
+        if r["trigger_iou"] is not None:
+            caption += f", IoU with the true trigger {r['trigger_iou']:.2f}"
+        parts.append(figure("data:image/png;base64," + base64.b64encode(data).decode("ascii"),
+                            f"reconstructed trigger: {title}", caption + "."))
+    return "".join(parts) if records else ""
+
+
+def _guards(records: list[dict[str, Any]]) -> str:
+    """Every chain's FRR, FAR, SDA and SASR per measured round (with the model's MA and ASR without
+    guards), and their curves when a chain was measured after several rounds."""
+    if not records:
+        return ""
+    rows = [[r["chain"], " then ".join(r["guards"]), r["round"], _percent(r["ma"]), _percent(r["asr"]),
+             _percent(r["frr"]), _percent(r["far"]), _percent(r["sda"]), _percent(r["sasr"]),
+             ", ".join("–" if a is None else f"{a:.3f}" for a in r["auc"] or []) or "–",
+             _decimal(r["seconds_per_1000"], 2, " s")] for r in records]
+    parts = [table(["chain", "guards", "round", "MA", "ASR", "FRR", "FAR", "SDA", "SASR", "AUC per guard",
+                    "per 1,000 inputs"], rows, text_columns=2, sortable=True)
+             + '<p class="note">MA and ASR: the model without guards; SDA counts rejected clean inputs as errors, '
+               "SASR counts rejected triggered inputs as stopped.</p>"]
+    chains = dict.fromkeys(r["chain"] for r in records)
+    if len(records) > len(chains):
+        series = {f"{chain} {name}": [(r["round"], r[key]) for r in records if r["chain"] == chain
+                                      and r[key] is not None]
+                  for chain in chains for name, key in (("SDA", "sda"), ("SASR", "sasr"))}
+        parts.append(chart(charts.curves(series, "Runtime guards per round"), "runtime guards per round"))
     return "".join(parts)
 
 

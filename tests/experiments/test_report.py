@@ -360,3 +360,65 @@ def test_each_start_of_the_server_is_a_row_of_the_environment_section(tmp_path: 
     result = CliRunner().invoke(app, ["report", str(path)])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"{path / ENVIRONMENT_FILE}: record 3: server_threads: ")
+
+
+def test_inspection_section_shows_each_verdict_and_its_reconstructed_trigger(tmp_path: Path) -> None:
+    import torch
+
+    from fedsec.privacy.plots import image_grid
+
+    path = make_run(tmp_path / "run")
+    (path / "inspection").mkdir()
+    trigger = image_grid([torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))])
+    (path / "inspection/round-0004-neural-cleanse.png").write_bytes(trigger)
+    verdict = {"round": 4, "kind": "inspection", "method": "neural-cleanse", "access": "white-box", "flagged": True,
+               "score": 7.553, "threshold": 2.0, "targets": [8, 0], "class_scores": [0.1] * 10, "true_target": 0,
+               "target_found": True, "queries": 200001, "seconds": 99.0, "trigger_iou": 0.0526,
+               "trigger_png": "inspection/round-0004-neural-cleanse.png"}
+    blind = {**verdict, "method": "weight-space", "flagged": False, "score": -14306.2, "threshold": -1024.6,
+             "targets": [], "true_target": None, "trigger_iou": None, "trigger_png": None, "queries": None}
+    repair = {"round": 4, "kind": "repair", "method": "fine-pruning", "pruned": [1, 2], "seconds": 3.0}
+    (path / "inspection.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (verdict, blind, repair)))
+    summary = json.loads((path / "summary.json").read_text())
+    (path / "summary.json").write_text(json.dumps({**summary, "inspection": {"neural-cleanse": {"flagged": 1}}}))
+    text = write_report(path).read_text()
+    assert_self_contained(text)
+    assert headings(text)[-2:] == ["Inspection", "Costs"]
+    section = text.split(">Inspection</h2>")[1].split("<h2")[0]
+    cells = (re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section))
+    assert [row for row in cells if row] == [  # the repair is not a verdict
+        ["neural-cleanse", "white-box", "4", "yes", "7.553", "2", "8, 0", "0", "0.05", "200001", "99.0 s"],
+        ["weight-space", "white-box", "4", "no", "-1.431e+04", "-1025", "–", "–", "–", "–", "99.0 s"]]
+    ((data, alt, caption),) = IMAGE.findall(section)
+    assert base64.b64decode(data) == trigger and alt == "reconstructed trigger: round 4, neural-cleanse"
+    assert "suspected targets 8, 0, true target 0, IoU with the true trigger 0.05" in caption
+    assert "flagged" not in text.split(">Summary</h2>")[1].split("<h2")[0]  # nested: shown here instead
+    (path / "inspection.jsonl").write_text(json.dumps({**verdict, "trigger_png": "../elsewhere.png"}) + "\n")
+    result = CliRunner().invoke(app, ["report", str(path)])
+    assert result.exit_code == 2 and "inspection.jsonl: png '../elsewhere.png' is outside the run directory" in \
+        result.stderr
+
+
+def test_runtime_guards_section_has_each_chain_per_round_and_its_curves(tmp_path: Path) -> None:
+    path = make_run(tmp_path / "run")
+    records = [{"round": r, "chain": chain, "guards": guards, "ma": 0.8, "asr": 0.95, "frr": 0.01, "sda": sda,
+                "far": far, "sasr": sasr, "auc": [0.98] * len(guards), "thresholds": [1.0] * len(guards),
+                "seconds_per_1000": 12.5, "fit_s": 3.0}
+               for r, sda, far, sasr in ((2, 0.7, 0.2, 0.1), (4, 0.75, 0.1, 0.0))
+               for chain, guards in (("strip", ["strip"]), ("strip-bdmae", ["strip", "bdmae"]))]
+    (path / "guards.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = write_report(path).read_text()
+    assert headings(text)[-2:] == ["Runtime guards", "Costs"]
+    section = text.split(">Runtime guards</h2>")[1].split("<h2")[0]
+    cells = (re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section))
+    rows = [row for row in cells if row]
+    assert rows[3] == ["strip-bdmae", "strip then bdmae", "4", "80.0 %", "95.0 %", "1.0 %", "10.0 %", "75.0 %",
+                       "0.0 %", "0.980, 0.980", "12.50 s"]
+    curves = {t["name"]: (t["x"], t["y"]) for t in chart_specs(text)["runtime guards per round"]["data"]}
+    assert curves["strip-bdmae SDA"] == ([2, 4], pytest.approx([0.7, 0.75]))
+    assert curves["strip SASR"] == ([2, 4], pytest.approx([0.1, 0.0]))
+    (path / "guards.jsonl").write_text(json.dumps({**records[0], "frr": "high"}) + "\n")
+    result = CliRunner().invoke(app, ["report", str(path)])
+    assert result.exit_code == 2 and result.stderr.startswith(f"{path / 'guards.jsonl'}: record 1: frr")
+    (path / "guards.jsonl").write_text("")
+    assert "Runtime guards" not in headings(write_report(path).read_text())
