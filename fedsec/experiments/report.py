@@ -15,7 +15,7 @@ import base64
 import csv
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -284,13 +284,15 @@ def _json_objects(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _checked_records(path: Path, model: type[BaseModel]) -> list[dict[str, Any]]:
-    """The JSON lines of ``path`` as ``model`` reads them (none when it is absent); a ValueError
-    names the file, the record and the problem."""
+def _checked_records(path: Path, model: type[BaseModel],
+                     keep: Callable[[dict[str, Any]], bool] = lambda _: True) -> list[dict[str, Any]]:
+    """The JSON lines of ``path`` that ``keep`` selects, as ``model`` reads them (none when the file
+    is absent); a ValueError names the file, the record and the problem."""
     checked = []
     for number, record in enumerate(_json_objects(path), 1):
         try:
-            checked.append(model.model_validate(record).model_dump())
+            if keep(record):
+                checked.append(model.model_validate(record).model_dump())
         except ValidationError as exc:
             raise ValueError(f"{path}: record {number}: {validation_lines(exc)[0]}") from None
     return checked
@@ -701,15 +703,8 @@ class _GuardRecord(BaseModel):
 def read_inspections(run: RunDirectory) -> list[dict[str, Any]]:
     """The inspection audit's verdicts (none when inspection.jsonl is absent); repair records are
     skipped, a malformed verdict is a ValueError naming the file."""
-    path = run.file(INSPECTION_FILE)
-    checked = []
-    for number, record in enumerate(_json_objects(path), 1):
-        try:
-            if _AuditKind.model_validate(record).kind == "inspection":
-                checked.append(_Inspection.model_validate(record).model_dump())
-        except ValidationError as exc:
-            raise ValueError(f"{path}: record {number}: {validation_lines(exc)[0]}") from None
-    return checked
+    return _checked_records(run.file(INSPECTION_FILE), _Inspection,
+                            keep=lambda record: _AuditKind.model_validate(record).kind == "inspection")
 
 
 def read_guards(run: RunDirectory) -> list[dict[str, Any]]:
