@@ -738,7 +738,9 @@ def _inspection(run: RunDirectory, records: list[dict[str, Any]]) -> str:
             parts.append(f"<p>{html.escape(title)}: the image {html.escape(r['trigger_png'])} is missing or not "
                          "a PNG.</p>")
             continue
-        caption = (f"{title.capitalize()}: the reconstructed mask, pattern and masked pattern; suspected targets "
+        shown = "mask, pattern and masked pattern" + (", then the true trigger's pixels" if r["trigger_iou"] is not None
+                                                      else "")
+        caption = (f"{title.capitalize()}: the reconstructed {shown}; suspected targets "
                    f"{', '.join(map(str, r['targets'])) or 'none'}")
         if r["true_target"] is not None:
             caption += f", true target {r['true_target']}"

@@ -163,14 +163,18 @@ class InspectionAudit(Audit):
         return record
 
     def write_trigger(self, view: RoundView, method: str, report: InspectionReport) -> Path:
-        """PNG of the reconstructed mask, pattern and masked pattern; its path in the run directory."""
+        """PNG of the reconstructed mask, pattern and masked pattern, then (when the evaluator knows
+        it) the pixels the true trigger changes; its path in the run directory."""
         from fedsec.privacy.plots import image_grid  # the privacy package's import costs every command's start-up
 
         assert report.trigger is not None
-        mask, pattern = report.trigger.mask, report.trigger.pattern
+        mask, pattern = report.trigger.mask.detach().cpu(), report.trigger.pattern.detach().cpu()
+        images = [mask.expand_as(pattern), pattern, mask * pattern]
+        if self.footprint is not None:
+            images.append(self.footprint.float().expand_as(pattern))
         png = Path(IMAGE_DIR) / f"round-{view.round_number:04d}-{method}.png"
         (view.run_dir / IMAGE_DIR).mkdir(exist_ok=True)
-        write_atomic(view.run_dir / png, image_grid([torch.stack([mask.expand_as(pattern), pattern, mask * pattern])]))
+        write_atomic(view.run_dir / png, image_grid([torch.stack(images)]))
         return png
 
     def repaired(self, view: RoundView, generator: torch.Generator) -> dict[str, Any]:

@@ -391,7 +391,8 @@ def test_inspection_section_shows_each_verdict_and_its_reconstructed_trigger(tmp
         ["weight-space", "white-box", "4", "no", "-1.431e+04", "-1025", "–", "–", "–", "–", "99.0 s"]]
     ((data, alt, caption),) = IMAGE.findall(section)
     assert base64.b64decode(data) == trigger and alt == "reconstructed trigger: round 4, neural-cleanse"
-    assert "suspected targets 8, 0, true target 0, IoU with the true trigger 0.05" in caption
+    assert "then the true trigger's pixels; suspected targets 8, 0, true target 0, IoU with the true trigger 0.05" in \
+        html.unescape(caption)
     assert "flagged" not in text.split(">Summary</h2>")[1].split("<h2")[0]  # nested: shown here instead
     (path / "inspection.jsonl").write_text(json.dumps({**verdict, "trigger_png": "../elsewhere.png"}) + "\n")
     result = CliRunner().invoke(app, ["report", str(path)])
