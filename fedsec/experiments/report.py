@@ -723,6 +723,8 @@ def _percent(value: float | None) -> Cell:
 def _inspection(run: RunDirectory, records: list[dict[str, Any]]) -> str:
     """Every inspector's verdict per inspected round, then each reconstructed trigger (mask, pattern,
     masked pattern) embedded with what the inspector concluded."""
+    if not records:
+        return ""
     rows = [[r["method"], r["access"], r["round"], "yes" if r["flagged"] else "no", _significant(r["score"]),
              _significant(r["threshold"]), ", ".join(map(str, r["targets"])) or "–",
              "–" if r["true_target"] is None else str(r["true_target"]), _decimal(r["trigger_iou"], 2),
@@ -748,7 +750,7 @@ def _inspection(run: RunDirectory, records: list[dict[str, Any]]) -> str:
             caption += f", IoU with the true trigger {r['trigger_iou']:.2f}"
         parts.append(figure("data:image/png;base64," + base64.b64encode(data).decode("ascii"),
                             f"reconstructed trigger: {title}", caption + "."))
-    return "".join(parts) if records else ""
+    return "".join(parts)
 
 
 def _guards(records: list[dict[str, Any]]) -> str:

@@ -214,17 +214,21 @@ class Ewe(TriggerSetWatermark):
     def saliency(self, model: nn.Module, source_x: Tensor, target_x: Tensor) -> tuple[int, int]:
         """(row, column) of the patch window where raising the source images' pixels lowers the
         summed SNNL against the target images most (mean input gradient over images and channels)."""
-        p, device = self.params, model_device(model)
-        images = as_input(torch.cat([source_x, target_x]), device).requires_grad_(True)
-        labels = torch.cat([torch.ones(len(source_x)), torch.zeros(len(target_x))]).to(device)
-        _, hidden = forward_with_hidden(model, hidden_layers(model, p.layers), images)
-        temperature = torch.tensor(p.temperature, device=device)
-        entanglement = sum(snnl(h, labels, temperature, p.metric) for h in hidden)
-        (gradient,) = torch.autograd.grad(entanglement, images)
-        saliency = gradient[: len(source_x)].mean((0, 1))[None, None]
-        windows = nn.functional.avg_pool2d(saliency, p.patch, stride=1)[0, 0]
+        device = model_device(model)
+        sources = as_input(source_x, device).requires_grad_(True)
+        (gradient,) = torch.autograd.grad(self.entanglement(model, sources, as_input(target_x, device)), sources)
+        windows = nn.functional.avg_pool2d(gradient.mean((0, 1))[None, None], self.params.patch, stride=1)[0, 0]
         best = int(windows.flatten().argmin())
         return best // windows.shape[1], best % windows.shape[1]
+
+    def entanglement(self, model: nn.Module, triggers: Tensor, targets: Tensor) -> Tensor:
+        """The SNNL between float images ``triggers`` and ``targets``, summed over the hidden layers,
+        at the initial temperature: what the saliency and the perturbation read on the proxy."""
+        p, device = self.params, model_device(model)
+        labels = torch.cat([torch.ones(len(triggers)), torch.zeros(len(targets))]).to(device)
+        _, hidden = forward_with_hidden(model, hidden_layers(model, p.layers), torch.cat([triggers, targets]))
+        temperature = torch.tensor(p.temperature, device=device)
+        return sum(snnl(h, labels, temperature, p.metric) for h in hidden)
 
     def perturb(self, model: nn.Module, triggers: Tensor, target_x: Tensor, target: int) -> Tensor:
         """The authors' trigger perturbation on ``model`` (the proxy): ``perturbation_steps`` signed
@@ -233,10 +237,7 @@ class Ewe(TriggerSetWatermark):
         50 in all), then 5 such steps; returns uint8 images. The authors perturb batches of 64 triggers
         against 64 target images and keep float pixels; here all triggers at once, rounded to 8 bits."""
         p, device = self.params, model_device(model)
-        layers = hidden_layers(model, p.layers)
         x, targets = as_input(triggers, device), as_input(target_x, device)
-        labels = torch.cat([torch.ones(len(x)), torch.zeros(len(targets))]).to(device)
-        temperature = torch.tensor(p.temperature, device=device)
 
         def step(x: Tensor, objective: Callable[[Tensor], Tensor], sign: float) -> Tensor:
             x = x.detach().requires_grad_(True)
@@ -246,10 +247,6 @@ class Ewe(TriggerSetWatermark):
         def target_logit(x: Tensor) -> Tensor:
             return model(x)[:, target].sum()
 
-        def entanglement(x: Tensor) -> Tensor:
-            _, hidden = forward_with_hidden(model, layers, torch.cat([x, targets]))
-            return sum(snnl(h, labels, temperature, p.metric) for h in hidden)
-
         def labelled_target(x: Tensor) -> float:
             with torch.no_grad():
                 return (model(x).argmax(1) == target).float().mean().item()
@@ -258,7 +255,7 @@ class Ewe(TriggerSetWatermark):
         for _ in range(p.perturbation_steps):
             while away < MAX_AWAY_STEPS and labelled_target(x) > p.false_watermark_rate:
                 x, away = step(x, target_logit, -1.0), away + 1
-            x = step(x, entanglement, 1.0)
+            x = step(x, lambda x: self.entanglement(model, x, targets), 1.0)
         for _ in range(FINAL_AWAY_STEPS):
             x = step(x, target_logit, -1.0)
         return x.mul(255.0).round().to(torch.uint8).cpu()
