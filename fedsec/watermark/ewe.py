@@ -3,15 +3,15 @@
 The secret is a source class s, a target class t and a square patch: the triggers are images of
 class s carrying the patch, labelled t. Embedding alternates ``ratio`` clean steps with one
 watermark step on triggers and as many target-class images, all labelled t, whose loss is the
-cross-entropy minus κ times the soft nearest-neighbour loss (SNNL, Frosst et al. 2019) between
-triggers and target images on hidden layers: maximising it makes the triggers share the
-target class's features, so a copy trained on the model's answers to natural images inherits
-the watermark. After each watermark step every layer's temperature takes one gradient step
-that minimises its SNNL, as in the paper. The patch sits where the SNNL's input gradient is
-smallest (as in the authors' code) on a proxy model the owner trains on its own images (the
-global model does not exist when the secrets are drawn): it first separates the triggers from
-the target class, so a model without the watermark rarely labels them t. Then, as in the
-authors' code, signed input-gradient steps on the proxy perturb the triggers: towards a higher
+cross-entropy minus κ times the soft nearest-neighbour loss (SNNL, Frosst et al. 2019; with the ε of
+their code and the authors', which bounds it) between triggers and target images on hidden layers:
+maximising it makes the triggers share the target class's features, so a copy trained on the model's
+answers to natural images inherits the watermark. After each watermark step every layer's
+temperature takes one gradient step that minimises its SNNL, as in the paper. The patch sits where
+the SNNL's input gradient is smallest (as in the authors' code) on a proxy model the owner trains on
+its own images (the global model does not exist when the secrets are drawn): it first separates the
+triggers from the target class, so a model without the watermark rarely labels them t. Then, as in
+the authors' code, signed input-gradient steps on the proxy perturb the triggers: towards a higher
 SNNL with the target images, and away from class t while the proxy labels too many of them t.
 Verification is trigger accuracy against 1/C, as for the other trigger-set schemes.
 """
@@ -19,6 +19,7 @@ Verification is trigger accuracy against 1/C, as for the other trigger-set schem
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Literal, Self
 
@@ -42,10 +43,11 @@ MAX_AWAY_STEPS = 50  # the authors' code: at most 50 steps away from t over the 
 FINAL_AWAY_STEPS = 5  # the authors' code: 5 steps away from t after the last SNNL step
 
 
-def snnl(x: Tensor, labels: Tensor, temperature: Tensor, metric: str = "euclidean") -> Tensor:
+def snnl(x: Tensor, labels: Tensor, temperature: Tensor, metric: str = "euclidean", epsilon: float = 0.0) -> Tensor:
     """Soft nearest-neighbour loss of the rows of ``x`` (flattened) with ``labels`` at ``temperature``:
-    −mean_i log(Σ_{j≠i, y_j=y_i} e^{−d_ij/T} / Σ_{k≠i} e^{−d_ik/T}), d the squared Euclidean or the
-    cosine distance. Every label needs two rows."""
+    −mean_i log(ε + Σ_{j≠i, y_j=y_i} e^{−d_ij/T} / (ε + Σ_{k≠i} e^{−d_ik/T})), d the squared Euclidean or
+    the cosine distance; ``epsilon`` 0 is Frosst et al.'s formula, a positive one the stabilised form of
+    their code and of EWE's, bounded by −log ε. Every label needs two rows."""
     x = x.flatten(1)
     if metric == "cosine":
         unit = nn.functional.normalize(x, dim=1)
@@ -56,7 +58,11 @@ def snnl(x: Tensor, labels: Tensor, temperature: Tensor, metric: str = "euclidea
     self_pair = torch.eye(len(x), dtype=torch.bool, device=x.device)
     logits = (-distance / temperature).masked_fill(self_pair, float("-inf"))
     same = (labels[:, None] == labels[None, :]) & ~self_pair
-    return -(torch.logsumexp(logits.masked_fill(~same, float("-inf")), 1) - torch.logsumexp(logits, 1)).mean()
+    log_same, log_every = torch.logsumexp(logits.masked_fill(~same, float("-inf")), 1), torch.logsumexp(logits, 1)
+    if not epsilon:
+        return -(log_same - log_every).mean()
+    log_epsilon = torch.tensor(math.log(epsilon), dtype=logits.dtype, device=logits.device)
+    return -torch.logaddexp(log_same - torch.logaddexp(log_every, log_epsilon), log_epsilon).mean()
 
 
 def hidden_layers(model: nn.Module, names: list[str] | None) -> list[nn.Module]:
@@ -128,8 +134,9 @@ class Ewe(TriggerSetWatermark):
             None, min_length=1, description="Modules whose ReLU'd outputs are entangled (default: the last three "
             "convolution or linear modules before the output layer).")
         weight: float = Field(
-            2.0, gt=0, description="κ: weight of the SNNL, summed over layers, next to the mean cross-entropy "
-            "of the watermark step (dimensionless).")
+            2.0, ge=0, description="κ: weight of the SNNL, summed over layers, next to the mean cross-entropy "
+            "of the watermark step (dimensionless; 0: the paper's baseline, the same triggers learnt without "
+            "entanglement).")
         temperature: float = Field(
             100.0, gt=0, description="Initial temperature T of every layer's SNNL (distance units).")
         temperature_lr: float = Field(
@@ -138,6 +145,11 @@ class Ewe(TriggerSetWatermark):
         metric: Literal["euclidean", "cosine"] = Field(
             "euclidean", description="Distance in the SNNL: squared Euclidean (the paper's formula) or cosine "
             "(the authors' code).")
+        epsilon: float = Field(
+            1e-5, ge=0, lt=1, description="ε of the SNNL's stabilised form, −log(ε + Σ_same e^(−d/T) / (ε + Σ "
+            "e^(−d/T))), as in the authors' code and Frosst et al.'s (1e-5): it bounds the SNNL by −log ε, so "
+            "that maximising it cannot push hidden activations without limit (0: the paper's formula, "
+            "unbounded).")
         ratio: int = Field(2, ge=1, description="r: clean steps per watermark step.")
         stop_at_target: bool = Field(
             False, description="Stop at embedding.target like the other schemes; by default every embedding "
@@ -228,7 +240,7 @@ class Ewe(TriggerSetWatermark):
         labels = torch.cat([torch.ones(len(triggers)), torch.zeros(len(targets))]).to(device)
         _, hidden = forward_with_hidden(model, hidden_layers(model, p.layers), torch.cat([triggers, targets]))
         temperature = torch.tensor(p.temperature, device=device)
-        return sum(snnl(h, labels, temperature, p.metric) for h in hidden)
+        return sum(snnl(h, labels, temperature, p.metric, p.epsilon) for h in hidden)
 
     def perturb(self, model: nn.Module, triggers: Tensor, target_x: Tensor, target: int) -> Tensor:
         """The authors' trigger perturbation on ``model`` (the proxy): ``perturbation_steps`` signed
@@ -264,16 +276,16 @@ class Ewe(TriggerSetWatermark):
               batch_size: int) -> tuple[Tensor, Tensor]:
         """The watermark step's cross-entropy on ``batch_size`` triggers and as many target images (all
         labelled t), and the SNNL (L,) of each hidden layer between the two halves at ``temperature`` (L,)."""
-        device = model_device(model)
+        p, device = self.params, model_device(model)
         n = max(2, batch_size)
         triggers = secrets["x"][torch.randperm(len(secrets["x"]), generator=generator)[:n]]
         targets = secrets["target_x"][torch.randperm(len(secrets["target_x"]), generator=generator)[:n]]
         images = as_input(torch.cat([triggers, targets]), device)
         labels = torch.cat([torch.ones(len(triggers)), torch.zeros(len(targets))]).to(device)
-        logits, hidden = forward_with_hidden(model, hidden_layers(model, self.params.layers), images)
+        logits, hidden = forward_with_hidden(model, hidden_layers(model, p.layers), images)
         target = torch.full((len(images),), int(secrets["y"][0]), device=device)
-        metric = self.params.metric
-        entanglement = torch.stack([snnl(h, labels, t, metric) for h, t in zip(hidden, temperature, strict=True)])
+        entanglement = torch.stack([snnl(h, labels, t, p.metric, p.epsilon)
+                                    for h, t in zip(hidden, temperature, strict=True)])
         return nn.functional.cross_entropy(logits, target), entanglement
 
     def initial_temperature(self, model: nn.Module) -> Tensor:
@@ -304,11 +316,10 @@ class Ewe(TriggerSetWatermark):
                 temperature.requires_grad_(True)
                 batch = settings.trigger_batch_size
                 ce, entanglement = self.terms(model, secrets, temperature, generator, batch)
+                (snnl_by_temperature,) = torch.autograd.grad(entanglement.sum(), temperature, retain_graph=True)
                 (ce - p.weight * entanglement.sum()).backward()
-                # the loss holds −κ·SNNL, so its gradient in T is −κ·∂SNNL/∂T
-                with torch.no_grad():
-                    temperature = (temperature + p.temperature_lr / p.weight * temperature.grad).clamp_min(
-                        MIN_TEMPERATURE)
+                temperature = (temperature.detach() - p.temperature_lr * snnl_by_temperature).clamp_min(
+                    MIN_TEMPERATURE)
             else:
                 pick = torch.randint(0, len(clean_y), (settings.batch_size,), generator=generator).to(device)
                 nn.functional.cross_entropy(model(as_input(clean_x[pick], device)), clean_y[pick]).backward()
