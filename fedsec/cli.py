@@ -338,6 +338,9 @@ def inspect_bench(
         help="Backdoored models: BadNets, Blended, SIG and WaNet in turn, different targets and patch corners.")] = 20,
     seed: Annotated[int, typer.Option(help="First seed of the members and seed of the inspectors' draws.")] = 0,
     epochs: Annotated[int, typer.Option(help="Training epochs of every member.")] = 3,
+    pretrain_epochs: Annotated[int, typer.Option(
+        help="Epochs of one shared clean model every member starts from (0: each from its own random "
+             "initialisation; the weight-space detector's thesis fine-tunes shared pre-trained weights).")] = 0,
     subset: Annotated[int, typer.Option(
         help="Training images per member (a seeded draw of the training set).")] = 10_000,
     poison_fraction: Annotated[float, typer.Option(
@@ -372,7 +375,8 @@ def inspect_bench(
         ("clean_samples", clean_samples, 1 <= clean_samples <= 60_000, "1..60000")) if not ok]
     if device not in ("auto", "cpu", "cuda"):
         problems.append(f"--device {device}: expected auto, cpu or cuda")
-    settings = TrainingSettings(model=model, subset=subset, epochs=epochs, poison_fraction=poison_fraction)
+    settings = TrainingSettings(model=model, subset=subset, epochs=epochs, poison_fraction=poison_fraction,
+                                pretrain_epochs=pretrain_epochs, pretrain_seed=seed + 3000)
     problems += settings.problems()
     names = list(dict.fromkeys(inspector or INSPECTORS.names()))
     problems += [f"--inspector {name}: no such inspector; one of {', '.join(INSPECTORS.names())}"

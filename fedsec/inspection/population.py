@@ -3,7 +3,10 @@ models whose history is known.
 
 A population is ``clean`` models (different seeds) and ``backdoored`` ones (BadNets, Blended,
 SIG and WaNet in turn, with different target classes and, for BadNets, patch corners), each
-trained from scratch on its own seeded subset of the training set, the backdoored ones with
+trained on its own seeded subset of the training set, from scratch or, with ``pretrain_epochs``,
+from one shared clean model (the thesis' setting for the weight-space detector: its networks are
+fine-tuned from the same pre-trained weights, so a neuron of one is comparable with the same
+neuron of another), the backdoored ones with
 ``poison_fraction`` of every batch poisoned by the attack's train trigger (the clean-label SIG
 gets the same share of the batch from its target-class rows).
 Each member's main accuracy (MA) and attack success rate (ASR) are measured on the test set; a
@@ -27,7 +30,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +60,7 @@ ROC_FILE = "roc.png"
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """How every member is trained (centrally, from scratch); part of each member's cache key."""
+    """How every member is trained (centrally); part of each member's cache key."""
 
     dataset: str = "fashion-mnist"
     model: str = "cnn"
@@ -71,6 +74,19 @@ class TrainingSettings:
     poison_fraction: float = 0.1
     """Share (0..1) of each batch a backdoored member's attack poisons (of its eligible rows; the
     clean-label SIG gets ``num_classes`` times it of its target-class rows, see :func:`population_specs`)."""
+    pretrain_epochs: int = 0
+    """Epochs of the shared clean model every member starts from (0: each member starts from its own
+    random initialisation)."""
+    pretrain_seed: int = 3000
+    """Seed of the shared model's initialisation, training subset and batch order."""
+
+    def cache_fields(self) -> dict[str, Any]:
+        """The settings in a cache key; without pre-training, the keys of members trained before the
+        option existed."""
+        fields = asdict(self)
+        if not self.pretrain_epochs:
+            del fields["pretrain_epochs"], fields["pretrain_seed"]
+        return fields
 
     def problems(self, train_size: int | None = None) -> list[str]:
         """One line per bad value, naming the option; empty when the settings are usable."""
@@ -79,6 +95,8 @@ class TrainingSettings:
             out.append(f"--model {self.model}: no such model; one of {', '.join(MODELS.names())}")
         if not 1 <= self.epochs <= 1_000:
             out.append(f"--epochs {self.epochs}: expected 1..1000")
+        if not 0 <= self.pretrain_epochs <= 1_000:
+            out.append(f"--pretrain-epochs {self.pretrain_epochs}: expected 0..1000")
         if self.subset < 1 or (train_size is not None and self.subset > train_size):
             out.append(f"--subset {self.subset}: expected 1..{train_size or 'the training set size'}")
         if not 1 <= self.batch_size <= 65_536:
@@ -92,8 +110,8 @@ class TrainingSettings:
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """One member: ``role`` is ``population`` (evaluated) or ``reference`` (fits inspectors that
-    need clean reference models, never evaluated); ``attack`` the data attack's parameters (None:
+    """One member: ``role`` is ``population`` (evaluated), ``reference`` (fits inspectors that
+    need clean reference models, never evaluated) or ``base`` (the shared pre-trained model); ``attack`` the data attack's parameters (None:
     clean)."""
 
     name: str
@@ -113,7 +131,7 @@ class MemberSpec:
         """Cache key: a hash of everything that decides the trained weights (the name and role are
         labels only and left out)."""
         text = json.dumps({"version": CACHE_VERSION, "seed": self.seed, "attack": self.attack,
-                           "training": asdict(settings)}, sort_keys=True)
+                           "training": settings.cache_fields()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -171,12 +189,14 @@ def attack_success(model: nn.Module, attack: DataAttack, dataset: ImageDataset, 
 
 
 def train_member(spec: MemberSpec, settings: TrainingSettings, dataset: ImageDataset,
-                 device: torch.device) -> nn.Module:
-    """A fresh model trained on the member's seeded subset (poisoned batch by batch for a backdoored
-    member)."""
+                 device: torch.device, start: nn.Module | None = None) -> nn.Module:
+    """A fresh model, or a copy of ``start``, trained on the member's seeded subset (poisoned batch
+    by batch for a backdoored member)."""
     torch.manual_seed(spec.seed)
     model = build_model(settings.model, dataset.image_shape, dataset.num_classes, dataset.mean,
                         dataset.std).to(device)
+    if start is not None:
+        model.load_state_dict(start.state_dict())
     chosen = np.random.default_rng([spec.seed, 7]).choice(len(dataset.train_y), size=settings.subset,
                                                          replace=False)
     index = torch.from_numpy(chosen)
@@ -193,9 +213,15 @@ def train_member(spec: MemberSpec, settings: TrainingSettings, dataset: ImageDat
 def materialise(specs: Sequence[MemberSpec], settings: TrainingSettings, dataset: ImageDataset,
                 cache_dir: Path, device: torch.device, eval_batch: int = 1024,
                 on_member: Callable[[Member], None] | None = None) -> list[Member]:
-    """Every member, loaded from ``cache_dir/<key>.pt`` when there, else trained, measured and
+    """Every member, loaded from ``cache_dir/<key>.pt`` when there, else trained (from the shared
+    pre-trained model, itself cached the same way, when ``settings.pretrain_epochs``), measured and
     written there (atomically)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
+    start = None
+    if settings.pretrain_epochs:
+        shared = replace(settings, epochs=settings.pretrain_epochs, pretrain_epochs=0)
+        start = materialise([MemberSpec("pretrained", "base", settings.pretrain_seed)], shared, dataset, cache_dir,
+                            device, eval_batch, on_member)[0].model
     members = []
     for spec in specs:
         path = cache_dir / f"{spec.key(settings)}.pt"
@@ -209,7 +235,7 @@ def materialise(specs: Sequence[MemberSpec], settings: TrainingSettings, dataset
                             train_seconds=float(saved["train_seconds"]))
         else:
             started = time.perf_counter()
-            model = train_member(spec, settings, dataset, device)
+            model = train_member(spec, settings, dataset, device, start)
             seconds = time.perf_counter() - started
             ma = evaluate(model, dataset.test_x, dataset.test_y, eval_batch, device).accuracy
             attack = _attack(spec)
@@ -458,13 +484,16 @@ def run_benchmark(inspectors: Sequence[Inspector], dataset: ImageDataset, settin
             echo(f"{inspector.name} on {member.spec.name}: {'flagged' if row['flagged'] else 'not flagged'}, "
                  f"score {row['score']:.3g} / {row['threshold']:.3g}, {row['seconds']:.1f} s")
     names = [inspector.name for inspector in inspectors]
+    pretrained = (f" from one clean model trained {settings.pretrain_epochs} epochs"
+                  if settings.pretrain_epochs else " from scratch")
     results = [metrics([r for r in rows if r["inspector"] == name]) for name in names]
     with (out_dir / ROWS_FILE).open("w") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
     markdown = "\n".join([
         f"Population: {clean} clean + {backdoored} backdoored {settings.model} models on {dataset.name} "
-        f"({settings.subset} training images, {settings.epochs} epochs, poison fraction {settings.poison_fraction}; "
+        f"({settings.subset} training images, {settings.epochs} epochs{pretrained}, poison fraction "
+        f"{settings.poison_fraction}; "
         f"{references} extra clean reference models; {clean_samples} clean training images for the inspectors; "
         f"ASR threshold {100 * min_asr:.0f}%).", "", population_table(population, min_asr),
         markdown_table(results), "Flagged members per attack (backdoor taken) and clean:", "",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -176,8 +177,32 @@ def test_benchmark_writes_its_files_and_reuses_the_cache(tmp_path: Path, monkeyp
     assert spec.key(settings) == MemberSpec("renamed", "reference", 1).key(settings)
 
 
+def test_pretrained_members_start_from_one_shared_model(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    dataset = tiny_dataset()
+    scratch = TrainingSettings(model="mlp", subset=200, epochs=1, batch_size=32, poison_fraction=0.5)
+    shared = replace(scratch, pretrain_epochs=3, pretrain_seed=7)
+    specs = population_specs(2, 1, 0, seed=1, num_classes=4, poison_fraction=0.5)
+    seen: list[str] = []
+
+    def vectors(settings: TrainingSettings) -> list[Tensor]:
+        members = population.materialise(specs, settings, dataset, tmp_path / "cache", torch.device("cpu"),
+                                         on_member=lambda m: seen.append(m.spec.name))
+        return [nn.utils.parameters_to_vector(m.model.parameters()).detach() for m in members]
+
+    apart = vectors(scratch)
+    together = vectors(shared)
+    assert seen.count("pretrained") == 1  # trained once, before the members
+    assert (together[0] - together[1]).norm() < 0.5 * (apart[0] - apart[1]).norm()
+    assert (together[0] - together[2]).norm() < 0.5 * (apart[0] - apart[2]).norm()
+    # without pre-training, the settings add nothing to the key: caches made before the option stay valid
+    assert set(scratch.cache_fields()) == set(asdict(scratch)) - {"pretrain_epochs", "pretrain_seed"}
+    assert specs[0].key(shared) != specs[0].key(scratch) != specs[0].key(replace(shared, pretrain_seed=8))
+
+
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--clean", "0"], "--clean 0: expected 1..1000"),
+    (["--pretrain-epochs", "-1"], "--pretrain-epochs -1: expected 0..1000"),
     (["--epochs", "0"], "--epochs 0: expected 1..1000"),
     (["--poison-fraction", "1.5"], "--poison-fraction 1.5: expected a share in (0, 1]"),
     (["--inspector", "nope"], "--inspector nope: no such inspector"),
