@@ -1,6 +1,8 @@
 """Shared fixtures: a private cache directory so tests never read a stale partition cache, and
 torch's thread count restored after every test (in-process runs compare with subprocess runs,
-and a different thread count changes floating-point sums)."""
+and a different thread count changes floating-point sums). Before any test worker starts, the
+Adversarial Robustness Toolbox writes its configuration file once: on a fresh machine two
+workers importing it at once race to create the file, and the loser fails to import."""
 
 from __future__ import annotations
 
@@ -9,6 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller (or a run without workers)
+        import art.config  # noqa: F401 (writes ~/.art/config.json when missing)
 
 
 @pytest.fixture(autouse=True)
