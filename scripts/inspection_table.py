@@ -57,7 +57,7 @@ BOOSTED = "scenarios/defenses/fedavg-boosted-badnets.yaml"
 INSPECTOR_SPECS: dict[str, str] = {
     "neural-cleanse": "{name: neural-cleanse, epochs: 20}",
     "tabor": "{name: tabor, epochs: 20}",
-    "restore": "{name: restore, query_budget: 100000}",
+    "restore": "{name: restore}",
     "deep-inspect": "{name: deep-inspect}",
     "weight-space": "{name: weight-space, references: 8}",
 }

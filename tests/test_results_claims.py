@@ -1,4 +1,5 @@
-"""The published reference matrix is what its committed cells give, and the prose quoting it agrees."""
+"""The published reference matrix and extraction table are what their committed cells give, and the
+prose quoting them agrees."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 MATRIX = ROOT / "results" / "matrix"
+EXTRACTION = [ROOT / "results" / name for name in ("extraction-keyed", "extraction-schemes", "extraction-ewe",
+                                                   "extraction-ewe-late", "extraction-ewe-kappa")]
 
 
-def matrix_block(page: Path) -> str:
+def marked_block(page: Path, name: str = "matrix") -> str:
     text = page.read_text()
-    return text.split("<!-- matrix:start -->\n", 1)[1].split("<!-- matrix:end -->", 1)[0]
+    return text.split(f"<!-- {name}:start -->\n", 1)[1].split(f"<!-- {name}:end -->", 1)[0]
 
 
 def test_the_committed_cells_give_the_published_matrix(tmp_path: Path) -> None:
@@ -26,7 +29,14 @@ def test_the_committed_cells_give_the_published_matrix(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     regenerated = (copy / "matrix.md").read_text()
     assert regenerated == (MATRIX / "matrix.md").read_text()
-    assert matrix_block(ROOT / "EXPERIMENTS.md") == regenerated
+    assert marked_block(ROOT / "EXPERIMENTS.md") == regenerated
+
+
+def test_the_committed_extraction_cells_give_the_published_table() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/extraction_table.py"), *map(str, EXTRACTION)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert marked_block(ROOT / "EXPERIMENTS.md", "extraction") == done.stdout
 
 
 def test_fedavg_badnets_claim_matches_the_committed_runs() -> None:
