@@ -80,13 +80,14 @@ def rows(runs: Sequence[Path], min_ma: float) -> tuple[dict[tuple[str, str], lis
     left_out = []
     for run in runs:
         scenario = yaml.safe_load((run / "scenario.yaml").read_text())
-        summary = yaml.safe_load((run / "summary.json").read_text())
+        summary = json.loads((run / "summary.json").read_text())
         label = scheme_label(scenario["watermark"]["scheme"]) + grid_label(run)
         if summary["ma"] < min_ma:
             left_out.append(f"{label} seed {scenario['seed']} ({100 * summary['ma']:.1f}%)")
             continue
-        last = max(r["round"] for r in read_jsonl(run / RECORDS))
-        for record in read_jsonl(run / RECORDS):
+        records = read_jsonl(run / RECORDS)
+        last = max(r["round"] for r in records)
+        for record in records:
             if record["round"] == last and record["attack"] != "benign":
                 groups.setdefault((label, record["attack"]), []).append(
                     {**record, "ma": summary["ma"], "seed": scenario["seed"]})

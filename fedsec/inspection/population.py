@@ -111,8 +111,8 @@ class TrainingSettings:
 @dataclass(frozen=True)
 class MemberSpec:
     """One member: ``role`` is ``population`` (evaluated), ``reference`` (fits inspectors that
-    need clean reference models, never evaluated) or ``base`` (the shared pre-trained model); ``attack`` the data attack's parameters (None:
-    clean)."""
+    need clean reference models, never evaluated) or ``base`` (the shared pre-trained model);
+    ``attack`` the data attack's parameters (None: clean)."""
 
     name: str
     role: str

@@ -147,8 +147,8 @@ class Ewe(TriggerSetWatermark):
             "euclidean", description="Distance in the SNNL: squared Euclidean (the paper's formula) or cosine "
             "(the authors' code).")
         epsilon: float = Field(
-            1e-5, ge=0, lt=1, description="ε (dimensionless) of the SNNL's stabilised form, −log(ε + Σ_same e^(−d/T) / (ε + Σ "
-            "e^(−d/T))), as in the authors' code and Frosst et al.'s (1e-5): it bounds the SNNL by −log ε, so "
+            1e-5, ge=0, lt=1, description="ε (dimensionless) of the SNNL's stabilised form, "
+            "−log(ε + Σ_same e^(−d/T) / (ε + Σ e^(−d/T))), as in the authors' code and Frosst et al.'s (1e-5): it bounds the SNNL by −log ε, so "
             "that maximising it cannot push hidden activations without limit (0: the paper's formula, "
             "unbounded).")
         ratio: int = Field(2, ge=1, description="r: clean steps per watermark step.")

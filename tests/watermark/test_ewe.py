@@ -171,8 +171,8 @@ def test_perturbation_entangles_the_triggers_without_labelling_them_t(digits, cl
 def test_parameters_are_validated(digits) -> None:
     params = WATERMARKS.get("ewe").Params
     assert params().triggers == 100 and params().location == "saliency" and not params().stop_at_target
-    for bad in ({"source": 3, "target": 3}, {"weight": -1}, {"epsilon": 1}, {"triggers": 1}, {"fill": 256}, {"ratio": 0},
-                {"temperature": 0}, {"metric": "manhattan"}, {"location": "random"}, {"layers": []},
+    for bad in ({"source": 3, "target": 3}, {"weight": -1}, {"epsilon": 1}, {"triggers": 1}, {"fill": 256},
+                {"ratio": 0}, {"temperature": 0}, {"metric": "manhattan"}, {"location": "random"}, {"layers": []},
                 {"perturbation_steps": -1}, {"perturbation_lr": 0}, {"false_watermark_rate": 1.5}, {"extra": 1}):
         with pytest.raises(ValidationError):
             params(**bad)
