@@ -2,7 +2,9 @@
 in place of some of their examples, built once per client from the scenario's seed.
 
 The client trains on the poisoned partition without knowing; only the evaluator reads the mask
-of poisoned rows (for the poison counts and the precision/recall of sanitization).
+of poisoned rows (for the poison counts and the precision/recall of sanitization). Attacks that
+craft their poisons with a model (feature collision) craft them once, against the pre-trained
+model the federation fine-tunes: the one model a supplier of training data can know.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import torch
 
 from fedsec.attacks import build_data_attack
-from fedsec.attacks.data.base import PoisonedBatch
+from fedsec.attacks.data.base import CraftingContext, PoisonedBatch
 from fedsec.federated_data import FederatedData
+from fedsec.models import build_model
+from fedsec.pretraining import pretrained_state
 from fedsec.scenario import Scenario
 
 SUPPLY_ROUND = -1
@@ -26,7 +30,24 @@ def supplied_partition(scenario: Scenario, data: FederatedData, partition: int, 
     supply = scenario.data_supply
     if supply is None or partition not in supply.clients(scenario.data.num_clients, scenario.seed):
         return PoisonedBatch(x, y, torch.zeros_like(y, dtype=torch.bool))
-    return build_data_attack(supply.attack).poison(x, y, torch.Generator().manual_seed(seed))
+    attack = build_data_attack(supply.attack)
+    generator = torch.Generator().manual_seed(seed)
+    if attack.surrogate_models() == 0:
+        return attack.poison(x, y, generator)
+    return attack.craft(x, y, supplier_context(scenario, data, generator))
+
+
+def supplier_context(scenario: Scenario, data: FederatedData, generator: torch.Generator) -> CraftingContext:
+    """What the supplier crafts with: the pre-trained model (on the CPU), the scenario's test set
+    the targets come from, and ``generator``."""
+    if scenario.pretraining is None:
+        raise ValueError("a crafting supply needs the scenario's pretraining section")
+    ds = data.dataset
+    model = build_model(scenario.model.name, ds.image_shape, ds.num_classes, ds.mean, ds.std)
+    model.load_state_dict(pretrained_state(scenario.pretraining, scenario.model.name, ds, scenario.seed,
+                                           torch.device("cpu")))
+    n = scenario.data.test_samples or len(ds.test_y)
+    return CraftingContext([model], ds.test_x[:n], ds.test_y[:n], generator)
 
 
 def removal_scores(removed: int, removed_poisons: int, held: int, poisons: int) -> dict[str, float | None]:

@@ -35,6 +35,7 @@ from fedsec.attacks import (
     DATA_ATTACKS,
     MODEL_ATTACKS,
     AttackSchedule,
+    build_data_attack,
     build_model_attack,
     malicious_clients,
     params_union,
@@ -414,6 +415,9 @@ class Scenario(Section):
                 raise ValueError(f"data_supply.ids: {outside} are not client ids 0..{n - 1}")
             if self.attack is not None and self.attack.data is not None:
                 raise ValueError("data_supply: the evaluator scores one data attack; give attack.data or data_supply, not both")
+            if self.pretraining is None and build_data_attack(self.data_supply.attack).surrogate_models():
+                raise ValueError(f"data_supply.attack: {self.data_supply.attack.name} crafts its poisons against a "
+                                 "model; a supply crafts them against the pre-trained model (add a pretraining section)")
         try:
             pipeline = build_pipeline([spec.model_dump() for spec in self.defenses])
         except ValueError as exc:

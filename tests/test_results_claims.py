@@ -1,5 +1,5 @@
-"""The published reference matrix and extraction table are what their committed cells give, and the
-prose quoting them agrees."""
+"""The published reference matrix, extraction and clean-label tables are what their committed cells
+give, and the prose quoting them agrees."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ ROOT = Path(__file__).parents[1]
 MATRIX = ROOT / "results" / "matrix"
 EXTRACTION = [ROOT / "results" / name for name in ("extraction-keyed", "extraction-schemes", "extraction-ewe",
                                                    "extraction-ewe-late", "extraction-ewe-kappa")]
+CLEAN_LABEL = ROOT / "results" / "clean-label"
 
 
 def marked_block(page: Path, name: str = "matrix") -> str:
@@ -37,6 +38,14 @@ def test_the_committed_extraction_cells_give_the_published_table() -> None:
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert marked_block(ROOT / "EXPERIMENTS.md", "extraction") == done.stdout
+
+
+def test_the_committed_clean_label_replays_give_the_published_table() -> None:
+    replays = sorted(map(str, CLEAN_LABEL.glob("*.json")))
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/clean_label_table.py"), *replays],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert marked_block(ROOT / "EXPERIMENTS.md", "clean-label") == done.stdout
 
 
 def test_fedavg_badnets_claim_matches_the_committed_runs() -> None:

@@ -50,6 +50,33 @@ def test_sanitizing_client_trains_on_what_it_keeps() -> None:
     assert local.result.num_examples == 400 - int(local.sanitized.sum()) < 400
 
 
+CRAFTED = {"ids": [1], "attack": {"name": "poison-frogs", "target_label": 0, "target_class": 6, "num_targets": 2,
+                                   "poisons": 3, "iterations": 5}}
+
+
+def test_a_crafting_supply_crafts_clean_label_poisons_once_against_the_pretrained_model(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDSEC_CACHE", str(tmp_path))  # its own pre-trained weights, apart from other tests'
+    s, data = scenario(data_supply=CRAFTED, pretraining={"samples": 400, "epochs": 1, "fine_tune": "last-layer"}), \
+        synthetic_split()
+    held = LocalTrainer(s, data, torch.device("cpu")).holding(1)
+    again = LocalTrainer(s, data, torch.device("cpu")).holding(1)
+    x, y = data.client(1)
+    assert held.mask.sum().item() == 6 and (y[held.mask] == 0).all()  # 3 poisons for each of 2 targets, T-shirt bases
+    assert torch.equal(held.y, y)  # clean-label: every poison keeps its correct label
+    assert torch.equal(held.x[~held.mask], x[~held.mask]) and not torch.equal(held.x[held.mask], x[held.mask])
+    assert torch.equal(held.x, again.x) and torch.equal(held.mask, again.mask)
+    assert not LocalTrainer(s, data, torch.device("cpu")).holding(2).mask.any()
+
+
+def test_a_crafting_supply_needs_the_pretrained_model_it_crafts_against() -> None:
+    raw = {"name": "s", "data": {"dataset": "synthetic", "num_clients": 4}, "data_supply": CRAFTED}
+    with pytest.raises(ScenarioError) as error:
+        parse_scenario(raw)
+    assert error.value.lines == ["data_supply.attack: poison-frogs crafts its poisons against a model; a supply crafts "
+                                 "them against the pre-trained model (add a pretraining section)"]
+
+
 @pytest.mark.parametrize(("supply", "problem"), [
     ({"attack": {"name": "badnets"}}, "data_supply: give fraction or ids (exactly one)"),
     ({"ids": [9], "attack": {"name": "badnets"}}, "data_supply.ids: [9] are not client ids 0..3"),
