@@ -3,7 +3,8 @@
 #   1. the CUDA-only tests (device agreement of defenses, attacks, guards),
 #   2. a 3-round federation with 10 clients sharing one GPU (resources.client_gpus: 0.1),
 #   3. robust aggregation (median, trimmed mean, Krum) on CUDA vs CPU, n = 100, d = 1e6,
-#   4. training throughput (samples/s) of the CNN on Fashion-MNIST, GPU vs CPU.
+#   4. training throughput (samples/s) of the CNN on Fashion-MNIST, GPU vs CPU,
+#   5. batched clients: 10 clients' local SGD one at a time vs vectorised with torch.func, on the GPU.
 # scripts/gpu_check.sh            on a machine with a CUDA GPU
 # scripts/gpu_check.sh --dry-run  anywhere: the same steps on the CPU with small sizes (checks the script)
 set -euo pipefail
@@ -16,8 +17,8 @@ if [[ $DRY_RUN == 0 ]] && ! python -c "import torch, sys; sys.exit(not torch.cud
     echo "gpu_check: no CUDA GPU visible to torch (use --dry-run to check the script on the CPU)" >&2
     exit 2
 fi
-DEVICE=cuda; GPUS=0.1; ROUNDS=3; D=1000000; BATCHES=200
-if [[ $DRY_RUN == 1 ]]; then DEVICE=cpu; GPUS=0; ROUNDS=1; D=20000; BATCHES=5; fi
+DEVICE=cuda; GPUS=0.1; ROUNDS=3; D=1000000; BATCHES=200; STEPS=38
+if [[ $DRY_RUN == 1 ]]; then DEVICE=cpu; GPUS=0; ROUNDS=1; D=20000; BATCHES=5; STEPS=2; fi
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
@@ -105,4 +106,7 @@ for where in dict.fromkeys((device, "cpu")):
 print(", ".join(f"{w} {r:,.0f} samples/s" for w, r in rates.items())
       + (f", {device}/cpu {rates[device] / rates['cpu']:.1f}x" if device != "cpu" else ""))
 EOF
+
+echo "== batched clients on $DEVICE: 10 clients x $STEPS steps, one at a time vs vectorised (median of 3)"
+python scripts/bench_batched_clients.py --device "$DEVICE" --steps "$STEPS" --repeats 3 | tail -1
 echo "gpu_check: done"

@@ -23,3 +23,12 @@ def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert expected.lower() in result.stdout.lower(), result.stdout[-2000:]
+
+
+def test_batched_clients_agree_with_one_at_a_time() -> None:
+    """The vectorised clients' final parameters equal the sequential clients' up to float round-off."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_batched_clients.py"), "--clients", "3",
+                             "--steps", "3", "--repeats", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    difference = float(result.stdout.rsplit("largest parameter difference", 1)[1])
+    assert difference < 1e-5, result.stdout[-2000:]
