@@ -37,6 +37,16 @@ def supplied_partition(scenario: Scenario, data: FederatedData, partition: int, 
     return attack.craft(x, y, supplier_context(scenario, data, generator))
 
 
+def supplied_poisons(scenario: Scenario, data: FederatedData, partition: int, seed: int) -> int:
+    """Poisons in the data of ``partition``, a client the supply reaches (evaluator knowledge): an
+    attack that crafts is not run again to count them (its ``poison_count``); ``seed`` as in
+    :func:`supplied_partition`."""
+    attack = build_data_attack(scenario.data_supply.attack)
+    if attack.surrogate_models() > 0:
+        return attack.poison_count(data.client(partition)[1])
+    return int(supplied_partition(scenario, data, partition, seed).mask.sum())
+
+
 def supplier_context(scenario: Scenario, data: FederatedData, generator: torch.Generator) -> CraftingContext:
     """What the supplier crafts with: the pre-trained model (on the CPU), the scenario's test set
     the targets come from, and ``generator``."""

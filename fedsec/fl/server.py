@@ -50,7 +50,7 @@ from fedsec.fl.validation import RejectedReply
 from fedsec.models import build_model
 from fedsec.params import load_vector, model_vector
 from fedsec.plots import plot_label_histogram, plot_rounds
-from fedsec.poisoned_supply import SUPPLY_ROUND, removal_scores, supplied_partition
+from fedsec.poisoned_supply import SUPPLY_ROUND, removal_scores, supplied_poisons
 from fedsec.pretraining import pretrained_state
 from fedsec.progress import RoundReporter
 from fedsec.provenance import ENVIRONMENT_FILE, environment_record
@@ -144,7 +144,7 @@ class FederationServer:
             self.model.load_state_dict(pretrained_state(scenario.pretraining, scenario.model.name, dataset,
                                                         scenario.seed, self.device))
         self.supply_poisons = {  # evaluator knowledge: poisons each client of a poisoned data supply holds
-            p: int(supplied_partition(scenario, self.data, p, client_seed(scenario.seed, SUPPLY_ROUND, p)).mask.sum())
+            p: supplied_poisons(scenario, self.data, p, client_seed(scenario.seed, SUPPLY_ROUND, p))
             for p in (scenario.data_supply.clients(scenario.data.num_clients, scenario.seed)
                       if scenario.data_supply is not None else ())
         }

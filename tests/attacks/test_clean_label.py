@@ -146,6 +146,16 @@ def test_crafted_poisons_keep_their_labels_and_budget(spec: dict) -> None:
         assert (out.x.int() - x.int()).abs().max() <= epsilon * 255 + 0.5
 
 
+@pytest.mark.parametrize("n", [6, 7, 20, 60])
+def test_poison_count_is_what_crafting_plants_when_bases_run_short(n: int) -> None:
+    """With 3 poisons per target: 2 base images craft none, 3 one target's worth, 7 two targets' worth."""
+    x, y = partition(n)
+    attack = build_data_attack({"name": "poison-frogs", "num_classes": 3, "target_label": 0, "num_targets": 3,
+                                "poisons": 3, "iterations": 1})
+    out = attack.craft(x, y, context())
+    assert int(out.mask.sum()) == attack.poison_count(y) == min(3, int((y == 0).sum()) // 3) * 3
+
+
 def test_each_target_gets_its_own_block_of_poisons() -> None:
     """Poisons are written back to the rows of the bases they were crafted from, ``poisons`` per
     target: with a collide that returns the target itself, every target appears exactly that often.

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from fedsec.client import LocalTrainer
+from fedsec.client import LocalTrainer, client_seed
 from fedsec.data.datasets import load_dataset
-from fedsec.poisoned_supply import removal_scores
 from fedsec.federated_data import FederatedData
 from fedsec.params import model_vector
+from fedsec.poisoned_supply import SUPPLY_ROUND, removal_scores, supplied_poisons
 from fedsec.scenario import Scenario, ScenarioError, parse_scenario
 
 SUPPLY = {"ids": [1], "attack": {"name": "badnets", "target_mode": "all-to-all", "poison_fraction": 0.1}}
@@ -34,6 +34,7 @@ def test_only_the_chosen_clients_hold_poisons_drawn_from_the_seed() -> None:
     again = LocalTrainer(s, data, torch.device("cpu")).holding(1)
     clean_x, clean_y = data.client(1)
     assert held.mask.sum().item() == pytest.approx(40, abs=1)
+    assert supplied_poisons(s, data, 1, client_seed(s.seed, SUPPLY_ROUND, 1)) == held.mask.sum().item()
     assert torch.equal(held.x, again.x) and torch.equal(held.mask, again.mask)
     assert torch.equal(held.y[held.mask], (clean_y[held.mask] + 1) % 10)
     assert torch.equal(held.x[~held.mask], clean_x[~held.mask]) and not torch.equal(held.x[held.mask], clean_x[held.mask])
@@ -63,6 +64,7 @@ def test_a_crafting_supply_crafts_clean_label_poisons_once_against_the_pretraine
     again = LocalTrainer(s, data, torch.device("cpu")).holding(1)
     x, y = data.client(1)
     assert held.mask.sum().item() == 6 and (y[held.mask] == 0).all()  # 3 poisons for each of 2 targets, T-shirt bases
+    assert supplied_poisons(s, data, 1, client_seed(s.seed, SUPPLY_ROUND, 1)) == 6  # counted without crafting
     assert torch.equal(held.y, y)  # clean-label: every poison keeps its correct label
     assert torch.equal(held.x[~held.mask], x[~held.mask]) and not torch.equal(held.x[held.mask], x[held.mask])
     assert torch.equal(held.x, again.x) and torch.equal(held.mask, again.mask)

@@ -116,7 +116,9 @@ class CollisionAttack(DataAttack):
         return {"targeted_success": self.apply_test_trigger}
 
     def poison_count(self, y: Tensor) -> int:
-        return min(self.params.num_targets * self.poisons_per_target, int(self.eligible(y).sum()))
+        """``poisons_per_target`` for each target that still finds that many base images in ``y``."""
+        k = self.poisons_per_target
+        return min(self.params.num_targets, int(self.eligible(y).sum()) // k) * k
 
     def craft(self, x: Tensor, y: Tensor, context: CraftingContext) -> PoisonedBatch:
         """Poisons replace base images (rows of target_label drawn with the client's generator),
