@@ -131,7 +131,7 @@ class Attacker:
         with crafted poisons, or with batches poisoned on the fly), model attack."""
         data_attack, model_attack = self.data_attack(), self.model_attack()
         known = self.known_partitions() if model_attack is not None else []
-        benign_runs = {p: trainer.train(p, self.round_number, global_vector) for p in known}
+        benign_runs = {p: trainer.benign(p, self.round_number, global_vector) for p in known}
         benign = torch.stack([u.update for u in benign_runs.values()]) if benign_runs else None
         crafted = None if data_attack is None else self.crafted(data_attack, trainer, global_vector)
         batch_attack = data_attack if crafted is None else None

@@ -47,6 +47,10 @@ class LocalTrainer:
         if scenario.pretraining is not None:
             freeze_for_fine_tuning(self.model, scenario.pretraining.fine_tune)
         self._held: dict[int, PoisonedBatch] = {}
+        attack = scenario.attack
+        self._keeps_benign = attack is not None and attack.model is not None and attack.collusion != "none"
+        self._benign_origin: tuple[int, torch.Tensor] | None = None
+        self._benign: dict[int, LocalUpdate] = {}
 
     def holding(self, partition: int) -> PoisonedBatch:
         """``partition``'s data as its client holds it (with the poisons of a poisoned data supply, and
@@ -78,7 +82,30 @@ class LocalTrainer:
         privacy = self.scenario.privacy
         dp_sgd = privacy.dp_sgd if privacy is not None and hooks.empty else None  # a training hook is an attacker's own
         local = self.train_on(x, y, seed, global_vector, cfg or self.scenario.client, hooks, dp_sgd)
+        if cfg is None and hooks.empty and removed is None:
+            self._keep_benign(partition, round_number, global_vector, local)
         return local if removed is None else replace(local, sanitized=removed)
+
+    def benign(self, partition: int, round_number: int, global_vector: torch.Tensor) -> LocalUpdate:
+        """The update ``partition`` sends as an honest client without sanitization, trained at most
+        once per round and global model in this process: colluding attackers that know the round's
+        benign updates read them here instead of each training them again."""
+        origin = self._benign_origin
+        if origin is not None and origin[0] == round_number and torch.equal(origin[1], global_vector):
+            kept = self._benign.get(partition)
+            if kept is not None:
+                return kept
+        return self.train(partition, round_number, global_vector)
+
+    def _keep_benign(self, partition: int, round_number: int, global_vector: torch.Tensor, local: LocalUpdate) -> None:
+        """Keep ``local`` for :meth:`benign` when the scenario's attackers learn others' benign
+        updates; a new round or global model (a fingerprinted copy) drops the updates kept before."""
+        if not self._keeps_benign:
+            return
+        origin = self._benign_origin
+        if origin is None or origin[0] != round_number or not torch.equal(origin[1], global_vector):
+            self._benign_origin, self._benign = (round_number, global_vector.clone()), {}
+        self._benign[partition] = local
 
     def train_on(
         self, x: torch.Tensor, y: torch.Tensor, seed: int, global_vector: torch.Tensor,

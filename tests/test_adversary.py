@@ -103,6 +103,36 @@ def test_full_knowledge_alie_uses_every_sampled_benign_update() -> None:
     assert torch.allclose(attacker.train(trainer, vector).update, benign.mean(0) + benign.std(0, correction=0), atol=1e-5)
 
 
+def test_colluding_attackers_train_each_benign_update_once_per_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In one process (a client actor) the honest clients' updates and the first attacker's benign
+    runs are kept for the round: the second attacker trains nothing, and every malicious update is
+    bit for bit the one a fresh process computes. A new round or global model trains anew."""
+    s = scenario({"ids": [2, 5], "model": {"name": "alie"}, "collusion": "full-knowledge"})
+    trainer, fresh = trainer_for(s), trainer_for(s)
+    vector = global_vector(trainer)
+    trained: list[int] = []
+    train_on = LocalTrainer.train_on
+    monkeypatch.setattr(LocalTrainer, "train_on", lambda self, *a, **k: trained.append(id(self)) or train_on(self, *a, **k))
+    for p in (1, 6):
+        trainer.train(p, 1, vector, sanitize=True)  # the honest clients' replies, as the ClientApp trains them
+    first = Attacker(s, 2, 1, SAMPLED).train(trainer, vector).update
+    assert trained.count(id(trainer)) == 4  # 2 honest clients, then the attackers' own 2 partitions
+    second = Attacker(s, 5, 1, SAMPLED).train(trainer, vector).update
+    assert trained.count(id(trainer)) == 4
+    assert torch.equal(first, Attacker(s, 2, 1, SAMPLED).train(fresh, vector).update)
+    assert torch.equal(second, Attacker(s, 5, 1, SAMPLED).train(trainer_for(s), vector).update)
+    Attacker(s, 2, 2, SAMPLED).train(trainer, vector)
+    Attacker(s, 2, 1, SAMPLED).train(trainer, vector + 0.01)
+    assert trained.count(id(trainer)) == 4 + 4 + 4
+
+
+def test_attackers_without_collusion_keep_no_benign_updates() -> None:
+    s = scenario({"ids": [2], "model": {"name": "alie"}})
+    trainer = trainer_for(s)
+    trainer.train(1, 1, global_vector(trainer))
+    assert trainer._benign == {}
+
+
 @pytest.mark.parametrize("data_attack", ["badnets", "blended", "sig", "wanet", "dba", "label-flip"])
 @pytest.mark.parametrize("model_attack", [None, "constrain-scale", "neurotoxin", "sign-flip", "minmax"])
 def test_every_attack_combination_gives_a_finite_update(data_attack: str, model_attack: str | None) -> None:
