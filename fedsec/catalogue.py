@@ -59,7 +59,7 @@ def families() -> list[Family]:
             Family(WATERMARKS, "watermark.scheme"), Family(REMOVALS, "fedsec attack-watermark --attack"),
             Family(INSPECTORS, "inspection.methods"), Family(REPAIRS, "inspection.repair"),
             Family(GUARDS, "runtime_guards.chains"),
-            Family(PRIVACY_ATTACKS, "privacy.inversion.attacks or privacy.membership.attack"),
+            Family(PRIVACY_ATTACKS, "privacy.inversion.attacks or privacy.membership.attacks"),
             Family(EXTRACTIONS, "extraction.attacks")]
 
 

@@ -6,7 +6,10 @@ them), a client's one-step update is inverted by each attack with ``--iterations
 steps (default: each attack's own default); prints the median seconds of ``--repeats`` runs,
 the seconds per iteration, and the ratio of one reconstruction to one forward+backward pass.
 Then one client's local training round with DP-SGD (``--dp-images`` images, one epoch of batches
-of 32) beside the same client's plain training, median seconds and their ratio.
+of 32) beside the same client's plain training, median seconds and their ratio. Last, label-only
+membership inference: scoring ``--membership-images`` candidates under each augmentation (translate
+by 1 pixel: 5 queries per image; rotate by 1 degree: 3) beside the loss threshold's one query per
+image, and the fit of its per-class attack networks on as many shadow correctness vectors.
 
     .venv/bin/python scripts/bench_privacy.py --repeats 3
     .venv/bin/python scripts/bench_privacy.py --iterations 50 --repeats 3 --device cuda
@@ -26,6 +29,8 @@ from fedsec.models import build_model
 from fedsec.privacy import PRIVACY_ATTACKS, GradientInversion, LocalTraining, ObservedUpdate
 from fedsec.privacy.dp_sgd import DPSGDConfig, train_dp_sgd
 from fedsec.privacy.gradients import simulate_update
+from fedsec.privacy.label_only import LabelOnly
+from fedsec.privacy.loss_threshold import LossThreshold
 from fedsec.training import ClientConfig, train_local
 
 SHAPE, CLASSES = (1, 28, 28), 10
@@ -52,6 +57,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dp-images", type=int, default=600, help="examples of the DP-SGD client (0: skip)")
+    parser.add_argument("--membership-images", type=int, default=2000, help="label-only candidates (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -85,6 +91,8 @@ def main() -> None:
                   f"{seconds / plain:>12.0f}")
     if args.dp_images:
         dp_sgd_round(model, args.dp_images, args.repeats, device)
+    if args.membership_images:
+        label_only_scoring(model, args.membership_images, args.repeats, device)
 
 
 def dp_sgd_round(model: nn.Module, n: int, repeats: int, device: torch.device) -> None:
@@ -100,6 +108,27 @@ def dp_sgd_round(model: nn.Module, n: int, repeats: int, device: torch.device) -
                              repeats, device)
     print(f"\nlocal round, {n} images, 1 epoch of batches of 32: plain {plain:.3f} s, DP-SGD {private:.3f} s, "
           f"ratio {private / plain:.1f}")
+
+
+def label_only_scoring(model: nn.Module, n: int, repeats: int, device: torch.device) -> None:
+    """Median seconds of label-only scoring against the loss threshold's on the same images, and
+    of fitting the attack networks on ``n`` shadow correctness vectors."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((n, *SHAPE), generator=generator).to(device)
+    y = torch.randint(0, CLASSES, (n,), generator=generator).to(device)
+    loss = LossThreshold(LossThreshold.Params())
+    plain = median_seconds(lambda: loss.scores(model, x, y), repeats, device)
+    print(f"\nmembership scoring, {n} images: loss threshold {plain:.3f} s")
+    for augmentation in ("translate", "rotate"):
+        attack = LabelOnly(LabelOnly.Params(augmentation=augmentation, attack_model="count"))
+        seconds = median_seconds(lambda a=attack: a.scores(model, x, y), repeats, device)
+        print(f"label-only, {augmentation} by 1: {seconds:.3f} s, ratio {seconds / plain:.1f}")
+    vectors = (torch.rand((n, 5), generator=generator) < 0.8).float()
+    membership = torch.randint(0, 2, (n,), generator=generator)
+    labels = torch.arange(n) % CLASSES
+    fit = median_seconds(lambda: LabelOnly(LabelOnly.Params()).fit(vectors, membership, labels, generator), 1,
+                         torch.device("cpu"))
+    print(f"label-only attack networks on {n} shadow vectors (4 learning rates): {fit:.2f} s")
 
 
 if __name__ == "__main__":

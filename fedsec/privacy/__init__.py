@@ -12,7 +12,7 @@ from fedsec.privacy.base import (
     Reconstruction,
     build_attack,
 )
-from fedsec.privacy import dlg, inverting_gradients, lira, loss_threshold, shadow  # noqa: F401 (registers)
+from fedsec.privacy import dlg, inverting_gradients, label_only, lira, loss_threshold, shadow  # noqa: F401 (registers)
 from fedsec.privacy.config import PrivacyConfig  # after the attacks: it builds the union of their Params
 from fedsec.privacy import audit  # noqa: F401 (registers the audit builder)
 

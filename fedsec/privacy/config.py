@@ -71,7 +71,7 @@ class MembershipConfig(PrivacySection):
     attacks: list[MembershipSpec] = Field(  # type: ignore[valid-type]
         default_factory=lambda: [LossThreshold.Params()], min_length=1, max_length=8,
         description="Membership attacks run on the global model, each with its parameters (loss-threshold, "
-        "shadow, lira).")
+        "shadow, lira, label-only).")
 
 
 class PrivacyConfig(PrivacySection):
