@@ -10,6 +10,7 @@ from fedsec.defenses import (  # noqa: F401  (imported to register them)
     centered_clipping,
     crfl,
     dnc,
+    dp_fedavg,
     dp_noise,
     fedavg,
     flame,

@@ -391,6 +391,12 @@ class Defense(ABC):
         kept = view.weights if decision.keep is None else view.weights * decision.keep
         return mean_contributions(view.updates, kept)
 
+    def client_level_epsilon(self, rounds: int, sample_rate: float) -> float | None:
+        """ε of the client-level (ε, δ) differential privacy the stage gives after ``rounds``
+        rounds that each take a client with probability ``sample_rate``; None (the default) for a
+        stage that gives none."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         """What must be saved to resume the stage (empty for stateless stages)."""
         return {}

@@ -39,6 +39,13 @@ class DefensePipeline:
         makes no accept/reject decision and has no detection rates."""
         return any(stage.rejects for stage in self.stages)
 
+    def client_level_epsilon(self, rounds: int, sample_rate: float) -> float | None:
+        """The client-level ε a stage guarantees after ``rounds`` rounds that each take a client
+        with probability ``sample_rate`` (:meth:`Defense.client_level_epsilon`); None when no
+        stage gives one."""
+        spent = (stage.client_level_epsilon(rounds, sample_rate) for stage in self.stages)
+        return next((epsilon for epsilon in spent if epsilon is not None), None)
+
     def __call__(self, batch: UpdateBatch) -> UpdateBatch:
         """The batch after every stage, with ``aggregate`` and ``contributions`` set."""
         for stage in self.stages:

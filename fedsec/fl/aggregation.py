@@ -16,6 +16,7 @@ import torch
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from torch import nn
 
+from fedsec.defenses import DefensePipeline
 from fedsec.watermark.owner import WatermarkOwner
 
 
@@ -47,6 +48,8 @@ class Aggregation(ABC):
     """Broadcast the global state, validate a reply, aggregate a round, give the evaluator and the
     owner their views, save and restore state."""
 
+    pipeline: DefensePipeline
+    """The scenario's defense stages, in order."""
     key_fingerprint: str | None = None
     """Public fingerprint of the keys the state is encrypted under (None: not encrypted)."""
     rejects: bool = False

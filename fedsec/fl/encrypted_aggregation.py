@@ -329,6 +329,7 @@ class EncryptedAggregation(Aggregation):
         self._evaluator, self._owner, self._embedder = grants[EVALUATOR], grants.get(OWNER), grants.get(EMBEDDER)
         self.server = EncryptedFederation(scenario, params, initial, self.custody.public_context,
                                           self.custody.fingerprint, grants[SERVER], breaks)
+        self.pipeline = self.server.pipeline
         self.rejects = self.server.rejects
         self.contributions_unavailable = self.server.contributions_unavailable
         self.hears_nodes = self.server.summed

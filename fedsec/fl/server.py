@@ -7,6 +7,7 @@ validated updates and example counts, never who is malicious.
 from __future__ import annotations
 
 import io
+import math
 import statistics
 import time
 from collections.abc import Iterable, Sequence
@@ -272,6 +273,9 @@ class FederationServer:
                 record["aggregate_s"] = time.perf_counter() - t
                 record["accepted"] = int(decided.accepted.sum())
             record.update(self.aggregation.round_costs(valid, record["bytes_up"]))
+        sample_rate = s.clients_per_round / s.data.num_clients
+        if (epsilon := self.aggregation.pipeline.client_level_epsilon(round_number, sample_rate)) is not None:
+            record["client_dp_epsilon"] = epsilon if math.isfinite(epsilon) else None  # null: infinite
         if self.owner is not None:
             record.update(self.aggregation.owner_step(self.owner, round_number, self.model))
         self.global_vector = self.aggregation.evaluator_view()
@@ -502,6 +506,8 @@ class FederationServer:
             "malicious_share_rounds": len(shares),
             **({"malicious_share_unavailable": self.aggregation.contributions_unavailable}
                if self.aggregation.contributions_unavailable else {}),
+            **({"client_dp_epsilon": records[-1]["client_dp_epsilon"]}
+               if records and "client_dp_epsilon" in records[-1] else {}),
             "skipped_rounds": sum(1 for r in records if "skipped" in r),
             "rejected": sum(r["rejected"] for r in records),
             **{key: sum(r.get(key, 0) for r in records) for key in ("failed", "dropped", "missing")},

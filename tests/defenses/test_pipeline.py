@@ -15,6 +15,7 @@ EXPECTED = {
     "centered-clipping",
     "crfl",
     "dnc",
+    "dp-fedavg",
     "dp-noise",
     "fedavg",
     "flame",

@@ -58,6 +58,7 @@ CASES = [[{"name": name}] for name in ENCRYPTABLE] + [
     [{"name": "multi-krum", "f": 2}],
     [{"name": "multi-krum", "f": 1, "m": 3}],
     [{"name": "norm-clipping", "bound": 0.05}],
+    [{"name": "dp-fedavg", "clip": 0.05, "noise_multiplier": 0.5}],
     [{"name": "flame", "distance": "updates"}],
     [{"name": "flame", "noise_lambda": 0.0}],
     [{"name": "flame", "membership": "widened"}],
@@ -92,7 +93,7 @@ def test_needs() -> None:
     assert FedAvg().needs() == DEFENSES.get("dp-noise")().needs() == frozenset()
     assert DEFENSES.get("norm-clipping")().needs() == {Scalar.NORMS}
     assert DEFENSES.get("krum")().needs() == DEFENSES.get("multi-krum")().needs() == {Scalar.GRAM}
-    assert set(ENCRYPTABLE) == {"dp-noise", "fedavg", "flame", "krum", "multi-krum", "norm-clipping"}
+    assert set(ENCRYPTABLE) == {"dp-fedavg", "dp-noise", "fedavg", "flame", "krum", "multi-krum", "norm-clipping"}
     for name in set(DEFENSES.names()) - set(ENCRYPTABLE):
         assert DEFENSES.get(name)().needs() == {Scalar.ROWS}, name
 
@@ -151,7 +152,8 @@ def test_the_refusal_names_what_the_rule_needs_and_what_can_run() -> None:
     assert encrypted_defense_problem(0, "flame", "ckks") is None
     assert encrypted_defense_problem(1, "median", "simulated") == (
         "defenses.1.name: 'median' needs coordinate-wise order statistics, which cannot run on CKKS "
-        "ciphertexts; with encryption.mode: simulated use dp-noise, fedavg, flame, krum, multi-krum, norm-clipping"
+        "ciphertexts; with encryption.mode: simulated use dp-fedavg, dp-noise, fedavg, flame, krum, multi-krum, "
+        "norm-clipping"
     )
     problem = encrypted_defense_problem(2, "fltrust", "ckks")
     assert problem is not None and problem.startswith("defenses.2.name: 'fltrust' needs ") and "\n" not in problem
