@@ -3,7 +3,9 @@
 Each defense runs as a one-stage pipeline (so screening stages include the final mean)
 on float32 CPU inputs drawn from a fixed seed; the table shows the median wall time.
 Krum, Multi-Krum, Bulyan, median and trimmed mean also run through Flower's reference
-functions (``flwr.server.strategy.aggregate``) on the same numbers, converted beforehand
+functions (``flwr.server.strategy.aggregate``), and DP-FedAvg through the clipping of Flower's
+central DP (``flwr.supercore.differential_privacy``) and an equal-weight ``aggregate``, both
+without noise so that the results compare, on the same numbers, converted beforehand
 to Flower's list of (per-layer ndarrays, num_examples); the conversion is not timed.
 Flower's runs alternate with ours, so that both medians see the same machine load; they
 can take minutes at full size, so they repeat only while their total time stays under
@@ -27,15 +29,18 @@ from typing import Any
 import numpy as np
 import torch
 from flwr.server.strategy.aggregate import (
+    aggregate,
     aggregate_bulyan,
     aggregate_krum,
     aggregate_median,
     aggregate_trimmed_avg,
 )
+from flwr.supercore.differential_privacy import clip_inputs_inplace
 
 from fedsec.defenses import DEFENSES, DefensePipeline, UpdateBatch
 
 LAYERS = 4  # the flat update is cut into this many ndarrays for Flower, like a small model
+DP_CLIP = 500.0  # DP-FedAvg's S: below the norm of a row of d = 10^6 standard normals (1000), so every row is clipped
 
 FlowerInput = list[tuple[list[np.ndarray], int]]
 
@@ -46,6 +51,8 @@ def stage_params(name: str, f: int, beta: float) -> dict[str, Any]:
         return {"f": f}
     if name == "trimmed-mean":
         return {"beta": beta}
+    if name == "dp-fedavg":
+        return {"clip": DP_CLIP, "noise_multiplier": 0.0}
     return {}
 
 
@@ -54,6 +61,14 @@ def flower_references(f: int, beta: float) -> dict[str, Callable[[FlowerInput], 
 
     def multi_krum(results: FlowerInput) -> list[np.ndarray]:
         return aggregate_krum(results, num_malicious=f, to_keep=len(results) - f)
+
+    def dp_fedavg(results: FlowerInput) -> list[np.ndarray]:
+        clipped = []
+        for layers, _ in results:
+            copies = [layer.copy() for layer in layers]
+            clip_inputs_inplace(copies, DP_CLIP)
+            clipped.append((copies, 1))
+        return aggregate(clipped)
 
     def bulyan(results: FlowerInput) -> list[np.ndarray]:
         # aggregate_bulyan pops from its argument: it gets a (shallow, cheap) copy.
@@ -65,6 +80,7 @@ def flower_references(f: int, beta: float) -> dict[str, Callable[[FlowerInput], 
         "bulyan": bulyan,
         "median": aggregate_median,
         "trimmed-mean": lambda results: aggregate_trimmed_avg(results, beta),
+        "dp-fedavg": dp_fedavg,
     }
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from fedsec.defenses._math import clip_factors, gaussian_like, row_norms
-from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, mean_contributions, register
+from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, register
 from fedsec.defenses.scalars import Scalar, ScalarBatch
 
 
@@ -47,12 +47,12 @@ class DPFedAvg(Defense):
 
     def decide(self, batch: UpdateBatch) -> Decision:
         norms = row_norms(batch.updates)
-        clipped = batch.updates * clip_factors(norms, self.params.clip).unsqueeze(1)
+        factors = clip_factors(norms, self.params.clip)
         std = self._std(batch.n)
-        aggregate = clipped.mean(dim=0)
+        aggregate = (factors / batch.n) @ batch.updates  # the mean of the clipped rows, without a copy of them
         if std > 0:
             aggregate = aggregate + gaussian_like(aggregate, std, batch.require_generator(self.name))
-        contributions = mean_contributions(clipped, clipped.new_ones(batch.n))
+        contributions = factors * norms  # each clipped row's norm
         clipped_share = float((norms > self.params.clip).double().mean())
         return Decision(aggregate=aggregate, score=norms, contributions=contributions,
                         info={"std": std, "clipped": clipped_share})
