@@ -27,14 +27,14 @@ CSV_FILE = "sweep.csv"
 CI_FILE = "sweep_ci.csv"
 MARKDOWN_FILE = "sweep.md"
 METRICS = ("ma", "best_ma", "asr", "max_asr", "asr_clean_baseline", "precision", "recall", "fpr", "f1",
-           "malicious_share", "rounds", "aggregate_s", "wall_s")
+           "malicious_share", "client_dp_epsilon", "rounds", "aggregate_s", "wall_s")
 RATES = {"ma", "best_ma", "asr", "max_asr", "asr_clean_baseline", "precision", "recall", "fpr", "f1",
          "malicious_share", "attack_budget"}
 DETECTION_RATES = {"precision", "recall", "fpr", "f1"}
 """Null when the defense never rejects: shown as "n/a" (docs/metrics.md#detection)."""
 SHOWN = {"ma": "MA", "best_ma": "best MA", "asr": "ASR", "max_asr": "peak ASR",
          "asr_clean_baseline": "clean-model ASR", "recall": "recall", "fpr": "FPR",
-         "malicious_share": "malicious share", "wall_s": "time", "aggregate_s": "aggregation time",
+         "malicious_share": "malicious share", "client_dp_epsilon": "client-level ε", "wall_s": "time", "aggregate_s": "aggregation time",
          "durability": "durability (rounds)", "attack_budget": "attack budget", "setting_attack": "attack",
          "setting_defense": "defense", "setting_data": "data"}
 TEXT_SETTINGS = ("setting_attack", "setting_defense", "setting_data")
@@ -131,8 +131,13 @@ def read_csv(path: Path, text_columns: Sequence[str] = ()) -> list[dict[str, Any
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
     """The metric columns of the Markdown table: MA, ASR, detection, watermark keys, time."""
     watermark = sorted({k for row in rows for k in row if k.startswith(WATERMARK_PREFIX)})
-    baseline = ["asr_clean_baseline"] if any(row.get("asr_clean_baseline") is not None for row in rows) else []
-    return ["ma", "asr", *baseline, "recall", "fpr", "malicious_share", *watermark, "wall_s"]
+    return ["ma", "asr", *_recorded(rows, "asr_clean_baseline"), "recall", "fpr", "malicious_share",
+            *_recorded(rows, "client_dp_epsilon"), *watermark, "wall_s"]
+
+
+def _recorded(rows: list[dict[str, Any]], key: str) -> list[str]:
+    """``[key]`` when some row has a value for it, else nothing: a column only some runs have."""
+    return [key] if any(row.get(key) is not None for row in rows) else []
 
 
 def _setting(group: list[dict[str, Any]], key: str) -> str:

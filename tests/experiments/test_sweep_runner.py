@@ -177,3 +177,15 @@ def test_cells_track_into_the_sweep_with_their_grid_labels(spec: SweepSpec, tmp_
     mlflow, tensorboard = tracked[0].scenario.output.trackers
     assert mlflow.tracking_uri == (tmp_path / "out" / "mlruns").resolve().as_uri() and mlflow.experiment == "t"
     assert mlflow.labels == tensorboard.labels == {"grid.client.lr": "0.1"}
+
+
+def test_client_level_epsilon_is_a_column_only_where_recorded() -> None:
+    """4.85 and 4.90 over two seeds: mean 4.875, half-width t(0.975, 1) * 0.0354 = 0.318."""
+    rows = [{"client.lr": "0.1", "status": "finished", "ma": 0.5, "client_dp_epsilon": epsilon,
+             "setting_attack": "none", "setting_defense": "dp-fedavg", "setting_data": "digits"}
+            for epsilon in (4.85, 4.90)]
+    lines = markdown_table(rows, ["client.lr"]).splitlines()
+    assert "| malicious share (%) | client-level ε | time (s) |" in lines[2]
+    assert "| 4.875 ± 0.318 |" in lines[4]
+    without = markdown_table([{**row, "client_dp_epsilon": None} for row in rows], ["client.lr"])
+    assert "client-level ε" not in without
