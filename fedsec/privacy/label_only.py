@@ -7,7 +7,6 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import Field
-from scipy import ndimage
 from torch import nn
 
 from fedsec.privacy.base import PRIVACY_ATTACKS, AttackerData, MembershipInference
@@ -43,6 +42,8 @@ def translate(images: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
 def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
     """Images (N, C, H, W) turned by ``degrees`` about their centre, as the authors' code turns them
     (``scipy.ndimage.rotate``: cubic spline, same size, zeros outside)."""
+    from scipy import ndimage  # a quarter of a second to import: only for the attack that rotates
+
     turned = ndimage.rotate(images.cpu().numpy(), degrees, axes=(2, 3), reshape=False)
     return torch.from_numpy(turned).to(images.device)
 
