@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Literal
 
 from pydantic import Field
+from torch import Tensor
+
+from fedsec.accounting import gaussian_epsilon
 
 from fedsec.defenses._math import clip_factors, gaussian_like, row_norms
 from fedsec.defenses.base import Decision, Defense, DefenseParams, Kind, UpdateBatch, register
@@ -41,6 +43,10 @@ class DPFedAvg(Defense):
 
     params: Params
 
+    def _clipped_share(self, norms: Tensor) -> float:
+        """The share (0..1) of the rows of L2 norms ``norms`` that the clip shortens."""
+        return float((norms > self.params.clip).double().mean())
+
     def _std(self, rows: int) -> float:
         """The noise std (update units) on the mean of ``rows`` clipped updates."""
         return self.params.noise_multiplier * self.params.clip / rows
@@ -53,9 +59,8 @@ class DPFedAvg(Defense):
         if std > 0:
             aggregate = aggregate + gaussian_like(aggregate, std, batch.require_generator(self.name))
         contributions = factors * norms  # each clipped row's norm
-        clipped_share = float((norms > self.params.clip).double().mean())
         return Decision(aggregate=aggregate, score=norms, contributions=contributions,
-                        info={"std": std, "clipped": clipped_share})
+                        info={"std": std, "clipped": self._clipped_share(norms)})
 
     def needs(self) -> frozenset[Scalar]:
         """The squared norms of the rows."""
@@ -72,8 +77,7 @@ class DPFedAvg(Defense):
         scale[index] *= clip_factors(norms, self.params.clip)
         coefficients = batch.accepted.to(scale.dtype) / index.numel()
         std = self._std(index.numel())
-        info = {**batch.info, f"{self.name}.std": std,
-                f"{self.name}.clipped": float((norms > self.params.clip).double().mean())}
+        info = {**batch.info, f"{self.name}.std": std, f"{self.name}.clipped": self._clipped_share(norms)}
         batch = replace(batch, scale=scale, coefficients=coefficients, info=info).with_noise(std)
         return batch.with_score(self.name, index, norms)
 
@@ -81,13 +85,5 @@ class DPFedAvg(Defense):
         """ε at the stage's δ after ``rounds`` rounds that each take a client with probability
         ``sample_rate`` (Rényi DP of the subsampled Gaussian, Mironov et al. 2019; opacus's
         accountant, checked against Flower's)."""
-        if rounds == 0:
-            return 0.0
-        if self.params.noise_multiplier == 0:
-            return math.inf
-        from opacus.accountants import RDPAccountant  # opacus takes seconds to import: only when used
-
-        accountant = RDPAccountant()
         rate = sample_rate if self.params.accounting == "poisson" else 1.0
-        accountant.history = [(self.params.noise_multiplier, rate, rounds)]
-        return float(accountant.get_epsilon(delta=self.params.delta))
+        return gaussian_epsilon(self.params.noise_multiplier, rate, rounds, self.params.delta)

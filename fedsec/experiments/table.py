@@ -34,7 +34,8 @@ DETECTION_RATES = {"precision", "recall", "fpr", "f1"}
 """Null when the defense never rejects: shown as "n/a" (docs/metrics.md#detection)."""
 SHOWN = {"ma": "MA", "best_ma": "best MA", "asr": "ASR", "max_asr": "peak ASR",
          "asr_clean_baseline": "clean-model ASR", "recall": "recall", "fpr": "FPR",
-         "malicious_share": "malicious share", "client_dp_epsilon": "client-level ε", "wall_s": "time", "aggregate_s": "aggregation time",
+         "malicious_share": "malicious share", "client_dp_epsilon": "client-level ε", "wall_s": "time",
+         "aggregate_s": "aggregation time",
          "durability": "durability (rounds)", "attack_budget": "attack budget", "setting_attack": "attack",
          "setting_defense": "defense", "setting_data": "data"}
 TEXT_SETTINGS = ("setting_attack", "setting_defense", "setting_data")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from fedsec.accounting import Accountant, gaussian_epsilon
 from fedsec.training import ClientConfig, TrainResult, make_optimizer, to_input
 
 
@@ -30,7 +30,7 @@ class DPSGDConfig(BaseModel):
     delta: float = Field(
         1e-5, gt=0, lt=1, description="δ of the reported (ε, δ) guarantee (a probability; below 1 / a client's "
         "example count).")
-    accountant: Literal["rdp", "prv"] = Field(
+    accountant: Accountant = Field(
         "rdp", description="rdp: Rényi DP of the subsampled Gaussian (Mironov et al. 2019; Abadi et al.'s "
         "moments accountant); prv: the tighter numerical privacy-loss accountant (Gopi et al. 2021).")
 
@@ -52,15 +52,7 @@ class PoissonSchedule:
 
 def epsilon(config: DPSGDConfig, sample_rate: float, steps: int) -> float:
     """ε after ``steps`` DP-SGD steps at ``sample_rate``, for the configuration's δ (inf without noise)."""
-    if steps == 0:
-        return 0.0
-    if config.noise_multiplier == 0:
-        return math.inf
-    from opacus.accountants import create_accountant  # opacus takes seconds to import: only when used
-
-    accountant = create_accountant(config.accountant)
-    accountant.history = [(config.noise_multiplier, sample_rate, steps)]
-    return float(accountant.get_epsilon(delta=config.delta))
+    return gaussian_epsilon(config.noise_multiplier, sample_rate, steps, config.delta, config.accountant)
 
 
 def train_dp_sgd(

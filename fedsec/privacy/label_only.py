@@ -147,8 +147,9 @@ class LabelOnly(MembershipInference):
                     raise ValueError(f"label-only: the shadow data has no example of class {label}; raise pool_size")
                 candidates = [fit_attack_network(vectors[rows], membership[rows], lr, generator)
                               for lr in ATTACK_MODEL_LEARNING_RATES]
-                accuracy = [(net(vectors[rows]).argmax(dim=1) == membership[rows]).float().mean().item()
-                            for net in candidates]
+                with torch.no_grad():
+                    accuracy = [(net(vectors[rows]).argmax(dim=1) == membership[rows]).float().mean().item()
+                                for net in candidates]
                 self.networks.append(candidates[int(np.argmax(accuracy))])
 
     @torch.no_grad()
